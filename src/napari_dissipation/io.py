@@ -1,0 +1,207 @@
+"""Reading and writing movies and results (tifffile first).
+
+Movies are read lazily (memory-mapped when the file allows it) so that the estimator
+never holds a float copy of the whole data set.  Every writer produces its output under
+a temporary name and renames it into place, so an interrupted or failed run leaves
+nothing half-written and never touches an earlier result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "MovieFile",
+    "read_movie",
+    "write_movie",
+    "write_json",
+    "atomic_output",
+]
+
+
+class MovieFile:
+    """A movie on disk with its metadata.
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    data : array-like, shape (T, H, W)
+        Frames, memory-mapped when possible, else read once into memory.
+    dt : float or None
+        Seconds per frame from the file's metadata, if it has any.
+    pixel_size : float or None
+        Physical length of a pixel from the file's metadata, if it has any.
+    """
+
+    def __init__(self, path, data, dt=None, pixel_size=None):
+        self.path = Path(path)
+        self.data = data
+        self.dt = dt
+        self.pixel_size = pixel_size
+
+
+def read_movie(path) -> MovieFile:
+    """Open a (T, H, W) TIFF movie lazily.
+
+    Parameters
+    ----------
+    path : str or Path
+        A TIFF file.  ``.npy`` files are accepted as well (memory-mapped).
+
+    Returns
+    -------
+    MovieFile
+
+    Raises
+    ------
+    InputError
+        If the file is missing, unreadable, or not a single-channel 3-D movie.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a movie file")
+    if path.suffix.lower() == ".npy":
+        try:
+            data = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:
+            raise InputError(f"{path}: cannot read as .npy ({exc})") from None
+        _check_movie_shape(path, data.shape)
+        return MovieFile(path, data)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape = series.shape
+            axes = series.axes
+            dt, pixel_size = _tiff_metadata(tif)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
+    _check_movie_shape(path, shape, axes)
+    try:
+        data = tifffile.memmap(path, mode="r")
+    except Exception:
+        try:
+            data = tifffile.imread(path)
+        except Exception as exc:
+            raise InputError(f"{path}: cannot read pixel data ({exc})") from None
+    data = np.asarray(data).reshape(shape) if data.shape != tuple(shape) else data
+    return MovieFile(path, data, dt=dt, pixel_size=pixel_size)
+
+
+def _check_movie_shape(path, shape, axes=None) -> None:
+    if len(shape) != 3:
+        what = f"axes {axes!r}, " if axes else ""
+        raise InputError(
+            f"{path}: expected a single-channel movie of shape (T, H, W), got {what}shape "
+            f"{tuple(shape)}"
+        )
+
+
+def _tiff_metadata(tif) -> tuple[float | None, float | None]:
+    """dt (seconds per frame) and pixel size from ImageJ or our own JSON description."""
+    dt = pixel_size = None
+    ij = tif.imagej_metadata or {}
+    if ij.get("finterval"):
+        dt = float(ij["finterval"])
+    desc = tif.pages[0].description if len(tif.pages) else ""
+    if desc.startswith("{"):
+        with contextlib.suppress(ValueError):
+            meta = json.loads(desc)
+            dt = meta.get("dt", dt)
+            pixel_size = meta.get("pixel_size", pixel_size)
+    return (None if dt is None else float(dt), None if pixel_size is None else float(pixel_size))
+
+
+def write_movie(path, movie, *, dt: float | None = None, pixel_size: float | None = None,
+                metadata: dict | None = None) -> Path:
+    """Write a (T, H, W) movie as a TIFF with dt and pixel size in its metadata.
+
+    The description holds a JSON object (``dt`` in seconds per frame, ``pixel_size``
+    in the simulation's length unit per pixel, plus ``metadata``); ImageJ readers see
+    the frames as a time series.  Written atomically.
+    """
+    import tifffile
+
+    meta = dict(metadata or {})
+    if dt is not None:
+        meta["dt"] = float(dt)
+    if pixel_size is not None:
+        meta["pixel_size"] = float(pixel_size)
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        tifffile.imwrite(tmp, np.asarray(movie), description=json.dumps(meta),
+                         metadata=None, photometric="minisblack")
+    return path
+
+
+def write_json(path, obj) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@contextlib.contextmanager
+def atomic_output(path, *, directory: bool = False, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only on success.
+
+    Parameters
+    ----------
+    path : str or Path
+        The final file or folder.
+    directory : bool
+        Yield a fresh temporary folder instead of a file name.
+    overwrite : bool
+        If False and ``path`` exists, raise :class:`InputError` before anything is
+        written (earlier runs are kept intact).
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: already exists; choose another output (earlier results are kept)")
+    parent = path.parent if str(path.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if directory:
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
