@@ -1,0 +1,228 @@
+"""Matplotlib plots for the dock widget: live training curves and the EP trace.
+
+Both are plain Qt widgets holding a ``FigureCanvasQTAgg``; they know nothing about
+napari.  The widget feeds them numbers from the engine and connects the trace's frame
+marker and clicks to the viewer's time slider.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
+
+__all__ = ["TrainingPlot", "EPTracePlot", "DARK", "LIGHT"]
+
+# (background, foreground) pairs; napari's dark and light themes.
+DARK = ("#262930", "#d1d2d4")
+LIGHT = ("#efebe9", "#3b3a39")
+
+TRAIN_COLOR = "#8fb8ff"
+VAL_COLOR = "#ffb347"
+RATE_COLOR = "#7ddc7d"
+STEP_COLOR = "#9aa0a6"
+SUM_COLOR = "#ff6b5b"
+MARKER_COLOR = "#ffd84d"
+
+
+def _style_axes(ax, bg: str, fg: str) -> None:
+    ax.set_facecolor(bg)
+    for spine in ax.spines.values():
+        spine.set_color(fg)
+    ax.tick_params(colors=fg, labelsize=8)
+    ax.xaxis.label.set_color(fg)
+    ax.yaxis.label.set_color(fg)
+    ax.title.set_color(fg)
+
+
+class _Canvas(QWidget):
+    """A figure in a widget, themed like napari."""
+
+    def __init__(self, *, height: float, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.figure = Figure(figsize=(4.0, height), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.canvas.setMinimumHeight(int(height * 60))
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
+        self._bg, self._fg = DARK
+
+    def set_theme(self, colors: tuple[str, str]) -> None:
+        """Use ``(background, foreground)`` colours and redraw."""
+        self._bg, self._fg = colors
+        self._restyle()
+        self.canvas.draw_idle()
+
+    def _restyle(self) -> None:
+        self.figure.set_facecolor(self._bg)
+        for ax in self.figure.axes:
+            _style_axes(ax, self._bg, self._fg)
+        for legend in [ax.get_legend() for ax in self.figure.axes]:
+            if legend is not None:
+                legend.get_frame().set_facecolor(self._bg)
+                legend.get_frame().set_edgecolor(self._fg)
+                for text in legend.get_texts():
+                    text.set_color(self._fg)
+
+
+class TrainingPlot(_Canvas):
+    """Training and validation objective, and the running EP-rate estimate, by iteration.
+
+    Redraws are throttled (at most every ``min_interval`` seconds) so that frequent
+    progress records do not cost the GUI thread more than a few percent.
+    """
+
+    def __init__(self, parent: QWidget | None = None, *, min_interval: float = 0.3):
+        super().__init__(height=2.4, parent=parent)
+        self.min_interval = float(min_interval)
+        self._last_draw = 0.0
+        self.ax_obj = self.figure.add_subplot(2, 1, 1)
+        self.ax_rate = self.figure.add_subplot(2, 1, 2, sharex=self.ax_obj)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all points."""
+        self.iterations: list[int] = []
+        self.train: list[float] = []
+        self.val_it: list[int] = []
+        self.val: list[float] = []
+        self.rate_it: list[int] = []
+        self.rate: list[float] = []
+        self.ax_obj.clear()
+        self.ax_rate.clear()
+        (self._train_line,) = self.ax_obj.plot([], [], color=TRAIN_COLOR, lw=1, label="train")
+        (self._val_line,) = self.ax_obj.plot([], [], color=VAL_COLOR, lw=1.5, label="validation")
+        (self._rate_line,) = self.ax_rate.plot([], [], color=RATE_COLOR, lw=1.5)
+        self._best = self.ax_obj.axvline(np.nan, color=VAL_COLOR, lw=0.8, ls=":")
+        self.ax_obj.set_ylabel("objective J", fontsize=8)
+        self.ax_rate.set_ylabel("EP rate (k_B/s)", fontsize=8)
+        self.ax_rate.set_xlabel("iteration", fontsize=8)
+        self.ax_obj.tick_params(labelbottom=False)
+        self.ax_obj.legend(loc="lower right", fontsize=7)
+        self._restyle()
+        self.canvas.draw_idle()
+
+    def add_progress(self, progress, *, force: bool = False) -> None:
+        """Append one ``Progress`` record (fields as in the engine) and maybe redraw."""
+        it = int(progress.iteration)
+        self.iterations.append(it)
+        self.train.append(float(progress.train_objective))
+        if progress.val_objective is not None:
+            self.val_it.append(it)
+            self.val.append(float(progress.val_objective))
+        if progress.ep_rate is not None:
+            self.rate_it.append(it)
+            self.rate.append(float(progress.ep_rate))
+        best = getattr(progress, "best_iteration", None)
+        if best is not None:
+            self._best.set_xdata([best, best])
+        now = time.monotonic()
+        if force or now - self._last_draw >= self.min_interval:
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Push the data to the lines and draw (coalesced by Qt)."""
+        self._last_draw = time.monotonic()
+        self._train_line.set_data(self.iterations, self.train)
+        self._val_line.set_data(self.val_it, self.val)
+        self._rate_line.set_data(self.rate_it, self.rate)
+        for ax in (self.ax_obj, self.ax_rate):
+            ax.relim()
+            ax.autoscale_view()
+        self.canvas.draw_idle()
+
+
+class EPTracePlot(_Canvas):
+    """Stochastic EP of each transition and its running sum against time.
+
+    The transition t -> t+1 is drawn at time ``t * dt`` (the frame it starts from, as in
+    the map layer).  A vertical marker shows the current frame; clicking the plot calls
+    ``on_frame_clicked(frame)`` with the nearest frame.
+
+    Parameters
+    ----------
+    on_frame_clicked : callable, optional
+        Called with an int frame index when the user clicks inside the axes.
+    """
+
+    def __init__(self, parent: QWidget | None = None, *,
+                 on_frame_clicked: Callable[[int], None] | None = None):
+        super().__init__(height=2.6, parent=parent)
+        self.on_frame_clicked = on_frame_clicked
+        self.ax_step = self.figure.add_subplot(2, 1, 1)
+        self.ax_sum = self.figure.add_subplot(2, 1, 2, sharex=self.ax_step)
+        self.ep: np.ndarray = np.zeros(0)
+        self.dt = 1.0
+        self.frame = 0
+        self._markers = []
+        self.canvas.mpl_connect("button_press_event", self._on_click)
+        self.set_trace(np.zeros(0), dt=1.0)
+
+    @property
+    def n_frames(self) -> int:
+        """Frames of the movie the trace belongs to (transitions + 1)."""
+        return len(self.ep) + 1
+
+    def set_trace(self, ep, *, dt: float, title: str = "") -> None:
+        """Show a new trace.
+
+        Parameters
+        ----------
+        ep : array-like, shape (T-1,)
+            Stochastic EP of each transition, k_B.
+        dt : float
+            Seconds per frame.
+        title : str
+            Shown above the plot (e.g. the layer name and the EP rate).
+        """
+        self.ep = np.asarray(ep, dtype=float).reshape(-1)
+        self.dt = float(dt)
+        t = np.arange(len(self.ep)) * self.dt
+        for ax in (self.ax_step, self.ax_sum):
+            ax.clear()
+        self.ax_step.plot(t, self.ep, color=STEP_COLOR, lw=0.6)
+        self.ax_step.axhline(0.0, color=self._fg, lw=0.5, alpha=0.5)
+        self.ax_sum.plot(t, np.cumsum(self.ep), color=SUM_COLOR, lw=1.2)
+        self.ax_step.set_ylabel("\u0394S per step (k_B)", fontsize=8)
+        self.ax_sum.set_ylabel("running sum (k_B)", fontsize=8)
+        self.ax_sum.set_xlabel("time (s)", fontsize=8)
+        self.ax_step.tick_params(labelbottom=False)
+        self.ax_step.set_title(title, fontsize=9)
+        if len(t):
+            self.ax_sum.set_xlim(0.0, max(t[-1], self.dt))
+        self._markers = [ax.axvline(self.frame * self.dt, color=MARKER_COLOR, lw=1.2)
+                         for ax in (self.ax_step, self.ax_sum)]
+        self._restyle()
+        self.canvas.draw_idle()
+
+    def set_frame(self, frame: int) -> None:
+        """Move the marker to ``frame`` (a movie frame index)."""
+        self.frame = int(frame)
+        x = self.frame * self.dt
+        for marker in self._markers:
+            marker.set_xdata([x, x])
+        self.canvas.draw_idle()
+
+    def frame_at(self, x: float) -> int:
+        """Nearest movie frame to time ``x`` (seconds), clipped to the movie."""
+        return int(np.clip(np.rint(x / self.dt), 0, max(self.n_frames - 1, 0)))
+
+    def marker_x(self) -> float:
+        """Time (s) where the marker is drawn."""
+        return float(self._markers[0].get_xdata()[0]) if self._markers else float("nan")
+
+    def _on_click(self, event) -> None:
+        if event.inaxes not in (self.ax_step, self.ax_sum) or event.xdata is None:
+            return
+        if event.button not in (None, 1):
+            return
+        frame = self.frame_at(event.xdata)
+        self.set_frame(frame)
+        if self.on_frame_clicked is not None:
+            self.on_frame_clicked(frame)
