@@ -182,7 +182,9 @@ def atomic_output(path, *, directory: bool = False, overwrite: bool = True) -> I
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists; choose another output (earlier results are kept)")
+        raise InputError(
+            f"{path}: already exists; choose another output (earlier results are kept)"
+        )
     parent = path.parent if str(path.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
     if directory:
