@@ -199,3 +199,5 @@ def test_demo_opens_sample_and_docks_widget(make_napari_viewer):
     else:
         assert widget is not None
         assert any(w is widget for w in viewer.window.dock_widgets.values())
+        assert type(widget).__name__ == demo.MAIN_WIDGET_CLASS
+        assert widget.movie_layer is movie

@@ -118,9 +118,10 @@ def open_demo(viewer, *, sample: str = DEFAULT_SAMPLE, dock_widget: bool = True)
     name = main_widget_name() if dock_widget else None
     if name is not None:
         _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
-    # Select the movie so that a docked widget that follows the selection picks it up.
     if layers:
         viewer.layers.selection.active = layers[0]
+        if widget is not None and hasattr(widget, "select_layer"):
+            widget.select_layer(layers[0])
     return layers, widget
 
 
