@@ -1,0 +1,265 @@
+"""GUI tests of the dock widget (napari viewer under Xvfb via pytest-xvfb or xvfb-run).
+
+Training runs on tiny movies with small networks so that the whole file takes well
+under a minute on two CPU cores; the numbers are not checked for physics here (the
+engine's tests do that), only that the widget moves them to the right places.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari.utils.notifications import notification_manager  # noqa: E402
+from qtpy.QtCore import QTimer  # noqa: E402
+
+from napari_dissipation._widget import DissipationWidget, _Outputs  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+FAST = {"channels": 4, "batch_size": 32, "eval_every": 10, "eval_windows": 200,
+        "threads": 1, "patience": 10_000, "max_seconds": None}
+
+
+def blob_movie(n_frames=120, size=12, *, seed=0) -> np.ndarray:
+    """A Gaussian spot doing a random walk in a box: a (T, size, size) float32 movie."""
+    rng = np.random.default_rng(seed)
+    pos = np.clip(size / 2 + np.cumsum(rng.normal(0, 0.4, (n_frames, 2)), axis=0), 2, size - 3)
+    yy, xx = np.mgrid[:size, :size]
+    frames = np.exp(-((yy - pos[:, :1, None]) ** 2 + (xx - pos[:, 1:, None]) ** 2) / 4.0)
+    return (frames + rng.normal(0, 0.02, frames.shape)).astype(np.float32)
+
+
+class Notes:
+    """Collects the notifications dispatched while it is alive."""
+
+    def __init__(self):
+        self.start = len(notification_manager.records)
+
+    @property
+    def messages(self) -> list[str]:
+        return [str(n.message) for n in notification_manager.records[self.start:]]
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = DissipationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Entropy production")
+    yield viewer, widget
+    if widget.worker is not None:
+        widget.stop()
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    widget._disconnect_viewer()
+
+
+def fake_outputs(widget, layer, *, dt):
+    """Results of known shape, as the engine would hand them over."""
+    n = layer.data.shape[0]
+    rng = np.random.default_rng(1)
+    maps = rng.normal(0, 1, (n - 1, *layer.data.shape[1:])).astype(np.float32)
+    from napari_dissipation._layers import MovieSelection
+
+    return _Outputs(layer_name=layer.name, selection=MovieSelection(ndim=3, time_axis=0),
+                    scale=tuple(layer.scale), translate=tuple(layer.translate), n_frames=n,
+                    dt=dt, ep=maps.sum(axis=(1, 2)), maps=maps, density=maps.mean(0) / dt,
+                    ep_rate=2.0312, ep_rate_ci=(1.9, 2.15), how="trained")
+
+
+def test_widget_docks_from_the_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-dissipation",
+                                                         "Entropy production")
+    assert isinstance(widget, DissipationWidget)
+    assert widget.layer_combo.count() == 0
+    widget._disconnect_viewer()
+
+
+def test_dt_from_metadata_scale_or_user(viewer_widget):
+    viewer, widget = viewer_widget
+    movie = blob_movie(20)
+    viewer.add_image(movie, name="plain")
+    assert widget.movie_layer.name == "plain"
+    assert widget.dt_edit.text() == "" and "enter" in widget.dt_source.text()
+    notes = Notes()
+    widget.train()
+    assert widget.worker is None
+    assert any("dt (s/frame) is not set" in m for m in notes.messages)
+
+    viewer.add_image(movie, name="scaled", scale=(0.05, 1, 1))
+    widget.select_layer(viewer.layers["scaled"])
+    assert float(widget.dt_edit.text()) == pytest.approx(0.05)
+    assert widget.dt_source.text() == "from layer scale"
+
+    viewer.add_image(movie, name="meta", metadata={"dt": 0.02})
+    widget.select_layer(viewer.layers["meta"])
+    assert widget.dt() == pytest.approx(0.02)
+    assert widget.dt_source.text() == "from layer metadata"
+
+
+def test_bad_layers_give_a_notification_not_a_crash(viewer_widget):
+    viewer, widget = viewer_widget
+    viewer.add_image(np.zeros((16, 16), np.float32), name="flat")
+    viewer.add_image(np.zeros((5, 16, 16, 3), np.uint8), name="colour", rgb=True)
+    for name, words in [("flat", "2-D image"), ("colour", "RGB")]:
+        widget.select_layer(viewer.layers[name])
+        assert words in widget.layer_status.text()
+        notes = Notes()
+        widget.train()
+        assert widget.worker is None
+        assert len(notes.messages) == 1 and words in notes.messages[0]
+        assert widget.train_button.isEnabled()
+
+
+def test_time_axis_of_a_4d_layer(viewer_widget):
+    viewer, widget = viewer_widget
+    data = np.zeros((3, 25, 10, 12), np.float32)
+    layer = viewer.add_image(data, name="czyx", scale=(1, 0.1, 1, 1))
+    widget.select_layer(layer)
+    assert widget.time_axis_combo.isVisible() or widget.time_axis_combo.count() == 2
+    widget.set_time_axis(1)
+    viewer.dims.set_current_step(0, 2)
+    sel = widget._selection(layer)
+    assert sel.time_axis == 1 and dict(sel.fixed) == {0: 2}
+    assert sel.movie(layer.data).shape == (25, 10, 12)
+    assert "axis 0 at index 2" in widget.layer_status.text()
+    assert widget.dt() == pytest.approx(0.1)
+
+
+def test_outputs_layers_trace_marker_and_click(viewer_widget):
+    viewer, widget = viewer_widget
+    movie = viewer.add_image(blob_movie(40), name="movie", scale=(0.05, 0.2, 0.2),
+                             translate=(1.0, 3.0, -2.0))
+    widget._show_outputs(fake_outputs(widget, movie, dt=0.05))
+
+    maps = viewer.layers["movie EP map"]
+    density = viewer.layers["movie EP rate density"]
+    assert maps.data.shape == (39, 12, 12)
+    assert density.data.shape == (12, 12)
+    np.testing.assert_allclose(maps.scale, movie.scale)
+    np.testing.assert_allclose(maps.translate, movie.translate)
+    np.testing.assert_allclose(density.scale, movie.scale[1:])
+    np.testing.assert_allclose(density.translate, movie.translate[1:])
+    # transition t -> t+1 sits on movie frame t
+    for t in (0, 17, 38):
+        np.testing.assert_allclose(maps.data_to_world((t, 0, 0)), movie.data_to_world((t, 0, 0)))
+    lo, hi = maps.contrast_limits
+    assert lo == pytest.approx(-hi) and hi > 0
+    assert maps.blending in ("translucent", "additive") and 0.3 <= maps.opacity <= 1
+    assert maps.metadata["dissipation"]["ep_rate"] == pytest.approx(2.0312)
+    assert maps.metadata["dissipation"]["dt"] == pytest.approx(0.05)
+    assert widget.result_label.text().startswith("EP rate = 2.03 k_B/s (95% CI 1.90\u20132.15)")
+
+    plot = widget.trace_plot
+    assert widget.trace_dock is not None and len(plot.ep) == 39
+    viewer.dims.set_point(0, movie.data_to_world((12, 0, 0))[0])
+    assert widget.current_frame() == 12
+    assert plot.marker_x() == pytest.approx(12 * 0.05)
+
+    from matplotlib.backend_bases import MouseEvent
+
+    x, y = plot.ax_sum.transData.transform((30 * 0.05, 0.0))
+    MouseEvent("button_press_event", plot.canvas, x, y, button=1)._process()
+    assert widget.current_frame() == 30
+    assert plot.marker_x() == pytest.approx(30 * 0.05)
+    # map and movie show the same frame index after the click
+    assert viewer.dims.current_step[0] == round(
+        (maps.data_to_world((30, 0, 0))[0] - viewer.dims.range[0].start)
+        / viewer.dims.range[0].step)
+
+
+def test_training_keeps_the_viewer_responsive_and_stops_fast(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    movie = viewer.add_image(blob_movie(200, 12), name="spot", metadata={"dt": 0.01})
+    widget.select_layer(movie)
+    widget.set_options(max_iterations=1_000_000, **FAST)
+
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    t0 = time.perf_counter()
+    widget.train()
+    assert widget.busy and not widget.train_button.isEnabled()
+    qtbot.waitUntil(lambda: len(widget.training_plot.rate) >= 3, timeout=30_000)
+    elapsed = time.perf_counter() - t0
+    expected = elapsed / 0.020
+    assert len(ticks) >= 0.5 * expected, (len(ticks), expected)
+    assert widget.progress_bar.value() >= 0
+
+    t_stop = time.perf_counter()
+    with qtbot.waitSignal(widget.worker.finished, timeout=5_000):
+        widget.stop()
+    stop_seconds = time.perf_counter() - t_stop
+    timer.stop()
+    assert stop_seconds < 2.0, stop_seconds
+    assert not widget.busy and widget.train_button.isEnabled()
+    assert widget.outputs is not None and widget.outputs.summary["stop_reason"] == "stopped"
+    assert widget.estimator.is_fitted
+    assert viewer.layers["spot EP map"].data.shape == (199, 12, 12)
+    assert viewer.layers["spot EP rate density"].data.shape == (12, 12)
+    assert len(widget.trace_plot.ep) == 199
+    np.testing.assert_allclose(viewer.layers["spot EP map"].data.sum(axis=(1, 2)),
+                               widget.trace_plot.ep, rtol=1e-3, atol=1e-3)
+    assert "EP rate =" in widget.result_label.text() and "95% CI" in widget.result_label.text()
+
+
+def test_save_load_estimate_and_export(viewer_widget, qtbot, tmp_path):
+    viewer, widget = viewer_widget
+    first = viewer.add_image(blob_movie(120, 10, seed=2), name="first", scale=(0.01, 1, 1))
+    widget.select_layer(first)
+    widget.set_options(max_iterations=20, **FAST)
+    widget.train()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert widget.outputs is not None
+    path = widget.save_estimator(tmp_path / "est.pt")
+    assert path.is_file()
+
+    widget2 = DissipationWidget(viewer)
+    try:
+        widget2.load_estimator(path)
+        second = viewer.add_image(blob_movie(60, 10, seed=3), name="second", scale=(0.01, 1, 1))
+        widget2.select_layer(second)
+        assert widget2.estimate_button.isEnabled()
+        widget2.estimate()
+        qtbot.waitUntil(lambda: widget2.worker is None, timeout=30_000)
+        assert widget2.outputs.how == "estimated" and widget2.outputs.ep_rate_ci is None
+        assert viewer.layers["second EP map"].data.shape == (59, 10, 10)
+        np.testing.assert_allclose(widget2.outputs.ep,
+                                   widget.estimator.stochastic_ep(second.data), atol=1e-5)
+        assert widget2.result_label.text().startswith("EP rate = ")
+
+        wrong = viewer.add_image(blob_movie(30, 14), name="wrong", scale=(0.01, 1, 1))
+        widget2.select_layer(wrong)
+        notes = Notes()
+        widget2.estimate()
+        assert widget2.worker is None and "14 x 14" in notes.messages[-1]
+    finally:
+        widget2._disconnect_viewer()
+
+    csv = widget.export_trace(tmp_path / "trace.csv")
+    lines = csv.read_text().splitlines()
+    assert lines[0].split(",") == ["movie", "frame", "ep"] and len(lines) == 1 + 119
+    import tifffile
+
+    tif = widget.export_maps(tmp_path / "maps.tif")
+    assert tifffile.imread(tif).shape == (119, 10, 10)
+
+
+def test_engine_error_is_a_notification_and_the_widget_recovers(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    bad = blob_movie(60, 10)
+    bad[7, 3, 3] = np.nan
+    viewer.add_image(bad, name="holes", metadata={"dt": 0.1})
+    widget.set_options(max_iterations=20, **FAST)
+    notes = Notes()
+    widget.train()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert notes.messages and "Training failed" in notes.messages[-1]
+    assert widget.train_button.isEnabled() and widget.outputs is None

@@ -1,0 +1,124 @@
+"""The widget's layout helpers, without napari or a display."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_dissipation._layers import (
+    DISSIPATION_COLORMAP,
+    MovieSelection,
+    dt_from_layer,
+    format_rate,
+    layer_problem,
+    rate_density_layer,
+    symmetric_limits,
+    time_axis_choices,
+    transition_map_layer,
+)
+
+
+def test_helpers_do_not_import_napari_or_qt():
+    code = ("import sys, napari_dissipation._layers; "
+            "print(sorted(m for m in ('napari', 'qtpy', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("shape", "rgb", "multiscale", "words"),
+    [
+        ((16, 16), False, False, "2-D image"),
+        ((5, 16, 16, 3), True, False, "RGB"),
+        ((5, 16, 16), False, True, "multiscale"),
+        ((5, 1, 16), False, False, "2x2"),
+        ((2, 16, 16), False, False, "fewer than 3 frames"),
+    ],
+)
+def test_layer_problems_are_named(shape, rgb, multiscale, words):
+    msg = layer_problem("x", shape, rgb=rgb, multiscale=multiscale)
+    assert msg is not None and words in msg and "'x'" in msg
+
+
+def test_usable_layers_have_no_problem():
+    assert layer_problem("m", (50, 8, 8)) is None
+    assert layer_problem("m", (2, 50, 8, 8)) is None
+    assert time_axis_choices((2, 50, 8, 8)) == [0, 1]
+    assert time_axis_choices((50, 8, 8)) == [0]
+
+
+def test_dt_prefers_metadata_then_scale():
+    assert dt_from_layer({"dt": 0.02}, (0.5, 1, 1), 0) == (0.02, "layer metadata")
+    assert dt_from_layer({}, (0.5, 1, 1), 0) == (0.5, "layer scale")
+    assert dt_from_layer({"dt": "bad"}, (1.0, 1, 1), 0) == (None, "")
+    assert dt_from_layer(None, (3, 0.1, 1, 1), 1) == (0.1, "layer scale")
+    assert dt_from_layer({"dt": -1}, (1, 1, 1), 0) == (None, "")
+
+
+def test_selection_cuts_and_restores_axes():
+    data = np.arange(3 * 7 * 4 * 5).reshape(3, 7, 4, 5)
+    sel = MovieSelection(ndim=4, time_axis=1, fixed={0: 2})
+    np.testing.assert_array_equal(sel.movie(data), data[2])
+    maps = np.zeros((6, 4, 5))
+    assert sel.expand(maps).shape == (1, 6, 4, 5)
+    np.testing.assert_allclose(sel.translate_for((0.5, 0.1, 1, 1), (1, 0, 0, 0)), (2, 0, 0, 0))
+    assert "axis 0 at index 2" in sel.describe_fixed()
+    with pytest.raises(ValueError):
+        MovieSelection(ndim=4, time_axis=1)
+    with pytest.raises(ValueError):
+        MovieSelection(ndim=3, time_axis=1)
+
+
+def test_symmetric_limits():
+    values = np.linspace(-3, 1, 1001)
+    lo, hi = symmetric_limits(values, percentile=100)
+    assert (lo, hi) == (-3.0, 3.0)
+    assert symmetric_limits(np.zeros(10)) == (-1.0, 1.0)
+    big = np.random.default_rng(0).normal(size=5_000_000).astype(np.float32)
+    lo, hi = symmetric_limits(big, max_samples=100_000)
+    assert hi == pytest.approx(2.576, abs=0.05) and lo == -hi
+
+
+def test_map_layers_line_up_with_the_movie():
+    sel = MovieSelection(ndim=3, time_axis=0)
+    maps = np.random.default_rng(0).normal(size=(9, 4, 5)).astype(np.float32)
+    data, kw, kind = transition_map_layer(maps, selection=sel, scale=(0.1, 2, 2),
+                                          translate=(1, 0, 0), name="m",
+                                          metadata={"ep_rate": np.float64(1.5)})
+    assert kind == "image" and data.shape == (9, 4, 5)
+    assert kw["scale"] == (0.1, 2, 2) and kw["translate"] == (1, 0, 0)
+    assert kw["contrast_limits"][0] == -kw["contrast_limits"][1]
+    assert kw["colormap"] is DISSIPATION_COLORMAP
+    assert kw["metadata"]["dissipation"]["ep_rate"] == 1.5
+    assert isinstance(kw["metadata"]["dissipation"]["ep_rate"], float)
+    assert kw["metadata"]["dissipation"]["kind"] == "transition_map"
+
+    data, kw, _ = rate_density_layer(maps[0], selection=sel, n_frames=10, scale=(0.1, 2, 2),
+                                     translate=(1, 0, 0), name="d")
+    assert data.shape == (4, 5) and kw["scale"] == (2, 2) and kw["translate"] == (0, 0)
+
+    sel4 = MovieSelection(ndim=4, time_axis=1, fixed={0: 3})
+    data, kw, _ = rate_density_layer(maps[0], selection=sel4, n_frames=10,
+                                     scale=(1, 0.1, 2, 2), translate=(0, 0, 0, 0), name="d")
+    assert data.shape == (1, 10, 4, 5) and kw["translate"] == (3, 0, 0, 0)
+    data, kw, _ = transition_map_layer(maps, selection=sel4, scale=(1, 0.1, 2, 2),
+                                       translate=(0, 0, 0, 0), name="m")
+    assert data.shape == (1, 9, 4, 5) and kw["translate"] == (3, 0, 0, 0)
+
+
+def test_colormap_is_blue_transparent_red():
+    colors = DISSIPATION_COLORMAP["colors"]
+    assert colors[0][2] > colors[0][0]  # low end blue
+    assert colors[-1][0] > colors[-1][2]  # high end red
+    assert colors[1][3] == 0 and colors[2][3] == 0  # transparent at zero
+
+
+def test_format_rate():
+    assert format_rate(2.0312, (1.9, 2.15)) == "EP rate = 2.03 k_B/s (95% CI 1.90\u20132.15)"
+    assert format_rate(203.4, (190, 215)) == "EP rate = 203 k_B/s (95% CI 190\u2013215)"
+    assert format_rate(5.2) == "EP rate = 5.2 k_B/s"
+    assert format_rate(None) == "EP rate: not available"
