@@ -157,6 +157,10 @@ class DissipationWidget(QWidget):
         self._movie_layer: Image | None = None
         self._dt_user_set = False
         self._connected_layers: list = []
+        self._pending = None  # (estimator, layer, selection, dt) of the running job
+        self._what = ""
+        self._stop_requested = False
+        self._succeeded = False
 
         self.trace_plot = EPTracePlot(self, on_frame_clicked=self.go_to_frame)
         self.trace_plot.hide()
@@ -564,7 +568,7 @@ class DissipationWidget(QWidget):
             show_warning(f"'{layer.name}' has dt = {dt:g} s but the estimator was trained at "
                          f"dt = {float(est.dt):g} s; the EP of a transition depends on the "
                          "frame interval, so these numbers may be off.")
-        self.progress_bar.setValue(0)
+        self.progress_bar.setRange(0, 0)
         self.status_label.setText(f"Estimating on '{layer.name}'\u2026")
         self._pending = (est, layer, sel, dt)
         worker = create_worker(_estimate_job, est, movie, dt, layer.name,
@@ -575,6 +579,7 @@ class DissipationWidget(QWidget):
     def _start(self, worker, what: str) -> None:
         self._what = what
         self._stop_requested = False
+        self._succeeded = False
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self.worker = worker
@@ -594,7 +599,7 @@ class DissipationWidget(QWidget):
         if isinstance(record, str):
             self.status_label.setText(record[:1].upper() + record[1:] + "\u2026")
             self.stop_button.setEnabled(False)
-            self.progress_bar.setValue(1000)
+            self.progress_bar.setRange(0, 0)  # busy: no progress records from here on
             self.training_plot.redraw()
             return
         fraction = getattr(record, "fraction", None)
@@ -634,12 +639,11 @@ class DissipationWidget(QWidget):
             ep_rate=rate, ep_rate_ci=None, how="estimated",
         )
         self._show_outputs(outputs)
-        self.progress_bar.setValue(1000)
         self.status_label.setText("Estimated with the current estimator (no training; the "
                                   "interval needs held-out data and comes with Train only).")
 
     def _on_error(self, exc: BaseException) -> None:
-        what = getattr(self, "_what", "Run")
+        what = self._what or "Run"
         if isinstance(exc, InputError):
             show_error(f"{what} failed: {exc}")
         else:
@@ -653,13 +657,15 @@ class DissipationWidget(QWidget):
 
     def _on_finished(self) -> None:
         self.worker = None
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(1000 if self._succeeded else 0)
         self._update_buttons()
 
     def _update_buttons(self) -> None:
         busy = self.busy
         fitted = self.estimator is not None and self.estimator.is_fitted
         self.train_button.setEnabled(not busy)
-        self.stop_button.setEnabled(busy and getattr(self, "_what", "") == "Training")
+        self.stop_button.setEnabled(busy and self._what == "Training")
         self.estimate_button.setEnabled(not busy and fitted)
         self.load_button.setEnabled(not busy)
         self.save_button.setEnabled(not busy and fitted)
@@ -683,6 +689,7 @@ class DissipationWidget(QWidget):
     # ------------------------------------------------------------------ outputs
     def _show_outputs(self, out: _Outputs) -> None:
         self.outputs = out
+        self._succeeded = True
         meta = {
             "source_layer": out.layer_name,
             "dt": out.dt,

@@ -1,0 +1,128 @@
+"""Screenshots of the dissipation widget at work, from a real napari window.
+
+Run from the repository root under a virtual X display::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_widget_screenshots.py [SHOT ...]
+
+SHOT is ``bead_spring`` (the 2-bead sample: ``widget_training.png`` while training,
+then ``widget_overlay_bead_spring.png`` and ``widget_trace.png`` with the result) or
+``filament`` (``widget_overlay_filament.png``); all by default.  The viewer is filled
+the way ``napari-dissipation demo`` fills it (the plugin's sample-data and widget
+contributions) and the widget is driven through its Train button, so the pictures show
+what a user sees after one click.  Training uses the widget's defaults except for the
+time budget (``--seconds``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+IMAGES = Path(__file__).resolve().parent / "images"
+WINDOW_SIZE = (1500, 950)
+
+
+def _settle(seconds: float = 0.5) -> None:
+    """Let Qt process events (layout, vispy draws, worker signals) for a while."""
+    from qtpy.QtWidgets import QApplication
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def _wait(condition, *, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        _settle(0.1)
+
+
+def _viewer_with(sample: str):
+    import napari
+
+    from napari_dissipation.cli.demo import open_demo
+
+    viewer = napari.Viewer(title="napari-dissipation")
+    viewer.window.resize(*WINDOW_SIZE)
+    viewer.window._qt_window.show()
+    layers, widget = open_demo(viewer, sample=sample)
+    _settle(1.0)
+    return viewer, layers[0], widget
+
+
+def _save_window(viewer, name: str) -> Path:
+    _settle(0.8)
+    path = IMAGES / name
+    viewer.window.screenshot(str(path), canvas_only=False, flash=False)
+    print(f"wrote {path}")
+    return path
+
+
+def _train(viewer, widget, *, seconds: float, during: str | None = None) -> None:
+    """Press Train; optionally take ``during`` half-way through; wait for the result."""
+    widget.set_options(max_seconds=seconds)
+    start = time.monotonic()
+    widget.train_button.click()
+    if during is not None:
+        _wait(lambda: len(widget.training_plot.rate) >= 3
+              and widget.training_plot.iterations
+              and time.monotonic() - start >= 0.5 * seconds,
+              timeout=seconds + 120, what="training progress")
+        widget.training_plot.redraw()
+        _save_window(viewer, during)
+    _wait(lambda: widget.worker is None, timeout=seconds + 600, what="the result")
+    if widget.outputs is None:
+        raise RuntimeError("training ended without a result (see the notifications)")
+
+
+def _show_result(viewer, movie, widget, *, frame: int) -> None:
+    viewer.layers.selection.active = widget.map_layer
+    widget.go_to_frame(min(frame, movie.data.shape[0] - 2))
+    viewer.reset_view()
+
+
+def shot_bead_spring(*, seconds: float) -> None:
+    """Training on the 2-bead sample, then the overlay and the EP trace."""
+    viewer, movie, widget = _viewer_with("bead_spring_2")
+    _train(viewer, widget, seconds=seconds, during="widget_training.png")
+    _show_result(viewer, movie, widget, frame=200)
+    _save_window(viewer, "widget_overlay_bead_spring.png")
+    path = IMAGES / "widget_trace.png"
+    widget.trace_plot.grab().save(str(path))
+    print(f"wrote {path}")
+    viewer.close()
+
+
+def shot_filament(*, seconds: float) -> None:
+    """The overlay on the filament-network sample after training."""
+    viewer, movie, widget = _viewer_with("filament")
+    _train(viewer, widget, seconds=seconds)
+    _show_result(viewer, movie, widget, frame=200)
+    _save_window(viewer, "widget_overlay_filament.png")
+    viewer.close()
+
+
+SHOTS = {"bead_spring": shot_bead_spring, "filament": shot_filament}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("shots", nargs="*", metavar="SHOT", help=f"any of {', '.join(SHOTS)}")
+    parser.add_argument("--seconds", type=float, default=90.0,
+                        help="training budget per sample, seconds")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.shots) - set(SHOTS))
+    if unknown:
+        parser.error(f"unknown shot(s) {', '.join(unknown)}; choose from {', '.join(SHOTS)}")
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    for name in args.shots or SHOTS:
+        SHOTS[name](seconds=args.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
