@@ -74,11 +74,11 @@ class _Canvas(QWidget):
 class TrainingPlot(_Canvas):
     """Training and validation objective, and the running EP-rate estimate, by iteration.
 
-    Redraws are throttled (at most every ``min_interval`` seconds) so that frequent
-    progress records do not cost the GUI thread more than a few percent.
+    Redraws are throttled (at most every ``min_interval`` seconds): one draw costs the
+    GUI thread some 50 ms, so frequent progress records must not each cause one.
     """
 
-    def __init__(self, parent: QWidget | None = None, *, min_interval: float = 0.3):
+    def __init__(self, parent: QWidget | None = None, *, min_interval: float = 1.0):
         super().__init__(height=2.4, parent=parent)
         self.min_interval = float(min_interval)
         self._last_draw = 0.0
@@ -143,7 +143,9 @@ class EPTracePlot(_Canvas):
 
     The transition t -> t+1 is drawn at time ``t * dt`` (the frame it starts from, as in
     the map layer).  A vertical marker shows the current frame; clicking the plot calls
-    ``on_frame_clicked(frame)`` with the nearest frame.
+    ``on_frame_clicked(frame)`` with the nearest frame.  The marker is blitted over a
+    cached background, so following the time slider (e.g. while a movie plays) costs a
+    fraction of a full redraw.
 
     Parameters
     ----------
@@ -161,7 +163,9 @@ class EPTracePlot(_Canvas):
         self.dt = 1.0
         self.frame = 0
         self._markers = []
+        self._background = None
         self.canvas.mpl_connect("button_press_event", self._on_click)
+        self.canvas.mpl_connect("draw_event", self._on_draw)
         self.set_trace(np.zeros(0), dt=1.0)
 
     @property
@@ -196,8 +200,10 @@ class EPTracePlot(_Canvas):
         self.ax_step.set_title(title, fontsize=9)
         if len(t):
             self.ax_sum.set_xlim(0.0, max(t[-1], self.dt))
-        self._markers = [ax.axvline(self.frame * self.dt, color=MARKER_COLOR, lw=1.2)
+        self._markers = [ax.axvline(self.frame * self.dt, color=MARKER_COLOR, lw=1.2,
+                                    animated=True)
                          for ax in (self.ax_step, self.ax_sum)]
+        self._background = None
         self._restyle()
         self.canvas.draw_idle()
 
@@ -207,7 +213,21 @@ class EPTracePlot(_Canvas):
         x = self.frame * self.dt
         for marker in self._markers:
             marker.set_xdata([x, x])
-        self.canvas.draw_idle()
+        if self._background is None:
+            self.canvas.draw_idle()
+        else:
+            self.canvas.restore_region(self._background)
+            self._blit_markers()
+
+    def _on_draw(self, event) -> None:
+        # A full draw leaves out the (animated) markers: keep it, then add them on top.
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        self._blit_markers()
+
+    def _blit_markers(self) -> None:
+        for marker in self._markers:
+            marker.axes.draw_artist(marker)
+        self.canvas.blit(self.figure.bbox)
 
     def frame_at(self, x: float) -> int:
         """Nearest movie frame to time ``x`` (seconds), clipped to the movie."""

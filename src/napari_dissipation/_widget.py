@@ -17,6 +17,8 @@ import dataclasses
 import logging
 import os
 import re
+import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,8 @@ logger = logging.getLogger(__name__)
 FIRST_SCREEN = ("frames_per_input", "max_iterations", "max_seconds", "seed", "device")
 #: The widget's own default budget: one click on Train gives a result in two minutes.
 DEFAULT_MAX_SECONDS = 120.0
+#: Nice value of the worker thread (Linux): the viewer stays smooth on a busy CPU.
+WORKER_NICE = 5
 MODEL_FILTER = "napari-dissipation model (*.pt);;All files (*)"
 
 
@@ -114,8 +118,24 @@ class _Outputs:
     summary: dict | None = None
 
 
+def _lower_thread_priority(nice: int = WORKER_NICE) -> None:
+    """Make the calling (worker) thread yield the CPU to the viewer first (Linux only).
+
+    On Linux a thread is a task with its own nice value, inherited by the threads it
+    starts (torch's CPU pool): the GUI thread then wins whenever both want one core.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), nice))
+    except (AttributeError, OSError):
+        pass
+
+
 def _train_job(est, movie, dt, name):
     """Worker body: train, then compute the trace and maps with the best weights."""
+    _lower_thread_priority()
     gen = est.fit_iter(movie, dt=dt, names=[name])
     while True:
         try:
@@ -132,6 +152,7 @@ def _train_job(est, movie, dt, name):
 
 def _estimate_job(est, movie, dt, name):
     """Worker body: EP trace, rate and maps of a movie with an already trained estimator."""
+    _lower_thread_priority()
     ep = est.stochastic_ep(movie, name=name)
     rate = est.ep_rate(movie, dt=dt, name=name)
     maps = est.dissipation_map(movie, name=name)
