@@ -42,12 +42,12 @@ def _style_axes(ax, bg: str, fg: str) -> None:
 class _Canvas(QWidget):
     """A figure in a widget, themed like napari."""
 
-    def __init__(self, *, height: float, parent: QWidget | None = None):
+    def __init__(self, *, height: float, min_pixels: int, parent: QWidget | None = None):
         super().__init__(parent)
         self.figure = Figure(figsize=(4.0, height), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.canvas.setMinimumHeight(int(height * 80))
+        self.canvas.setMinimumHeight(min_pixels)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
@@ -79,7 +79,7 @@ class TrainingPlot(_Canvas):
     """
 
     def __init__(self, parent: QWidget | None = None, *, min_interval: float = 1.0):
-        super().__init__(height=2.4, parent=parent)
+        super().__init__(height=2.4, min_pixels=150, parent=parent)
         self.min_interval = float(min_interval)
         self._last_draw = 0.0
         self.ax_obj = self.figure.add_subplot(2, 1, 1)
@@ -155,7 +155,7 @@ class EPTracePlot(_Canvas):
 
     def __init__(self, parent: QWidget | None = None, *,
                  on_frame_clicked: Callable[[int], None] | None = None):
-        super().__init__(height=2.6, parent=parent)
+        super().__init__(height=2.6, min_pixels=180, parent=parent)
         self.on_frame_clicked = on_frame_clicked
         self.ax_step = self.figure.add_subplot(2, 1, 1)
         self.ax_sum = self.figure.add_subplot(2, 1, 2, sharex=self.ax_step)

@@ -41,12 +41,14 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -187,12 +189,23 @@ class DissipationWidget(QWidget):
         self.trace_plot.hide()
         self.trace_dock = None
 
-        layout = QVBoxLayout(self)
+        # Everything sits in a scroll area so that the dock fits small screens.
+        inner = QWidget()
+        layout = QVBoxLayout(inner)
         layout.addWidget(self._build_movie_box())
         layout.addWidget(self._build_training_box())
         layout.addWidget(self._build_run_box())
         layout.addWidget(self._build_estimator_box())
         layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(inner)
+        scroll.setMinimumWidth(inner.sizeHint().width() + 20)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
@@ -314,8 +327,6 @@ class DissipationWidget(QWidget):
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
-        self.training_plot = TrainingPlot()
-        layout.addWidget(self.training_plot)
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -323,6 +334,8 @@ class DissipationWidget(QWidget):
         font.setBold(True)
         self.result_label.setFont(font)
         layout.addWidget(self.result_label)
+        self.training_plot = TrainingPlot()
+        layout.addWidget(self.training_plot)
         return box
 
     def _build_estimator_box(self) -> QGroupBox:
