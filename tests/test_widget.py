@@ -121,7 +121,7 @@ def test_time_axis_of_a_4d_layer(viewer_widget):
     data = np.zeros((3, 25, 10, 12), np.float32)
     layer = viewer.add_image(data, name="czyx", scale=(1, 0.1, 1, 1))
     widget.select_layer(layer)
-    assert widget.time_axis_combo.isVisible() or widget.time_axis_combo.count() == 2
+    assert widget.time_axis_combo.count() == 2
     widget.set_time_axis(1)
     viewer.dims.set_current_step(0, 2)
     sel = widget._selection(layer)
@@ -129,6 +129,21 @@ def test_time_axis_of_a_4d_layer(viewer_widget):
     assert sel.movie(layer.data).shape == (25, 10, 12)
     assert "axis 0 at index 2" in widget.layer_status.text()
     assert widget.dt() == pytest.approx(0.1)
+
+    # results of that movie line up with the slice they came from, and follow axis 1
+    out = fake_outputs(widget, layer, dt=0.1)
+    maps = np.zeros((24, 10, 12), np.float32)
+    out.selection, out.maps, out.ep, out.density = sel, maps, maps.sum((1, 2)), maps[0]
+    out.n_frames = 25
+    widget._show_outputs(out)
+    map_layer = viewer.layers["czyx EP map"]
+    assert map_layer.data.shape == (1, 24, 10, 12)
+    assert viewer.layers["czyx EP rate density"].data.shape == (1, 25, 10, 12)
+    np.testing.assert_allclose(map_layer.data_to_world((0, 7, 0, 0)),
+                               layer.data_to_world((2, 7, 0, 0)))
+    widget.go_to_frame(9)
+    assert viewer.dims.current_step[1] == 9 and viewer.dims.current_step[0] == 2
+    assert widget.trace_plot.marker_x() == pytest.approx(0.9)
 
 
 def test_outputs_layers_trace_marker_and_click(viewer_widget):
