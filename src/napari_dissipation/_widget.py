@@ -74,6 +74,19 @@ logger = logging.getLogger(__name__)
 
 #: Options shown on the first screen; every other EstimatorConfig field is "Advanced".
 FIRST_SCREEN = ("frames_per_input", "max_iterations", "max_seconds", "seed", "device")
+#: Labels (with units) for Advanced options; other EstimatorConfig fields use their name.
+LABELS = {
+    "channels": "network channels",
+    "max_pools": "down-samplings (max)",
+    "batch_size": "batch size (windows)",
+    "patience": "patience (evaluations)",
+    "eval_every": "evaluate every (steps)",
+    "eval_windows": "evaluation windows",
+    "validation_fraction": "held-out fraction",
+    "stride": "stride (frames)",
+    "bin": "bin (pixels)",
+    "threads": "CPU threads",
+}
 #: The widget's own default budget: one click on Train gives a result in two minutes.
 DEFAULT_MAX_SECONDS = 120.0
 #: Nice value of the worker thread (Linux): the viewer stays smooth on a busy CPU.
@@ -297,7 +310,7 @@ class DissipationWidget(QWidget):
             editor = _editor_for(f.name, getattr(defaults, f.name), str(f.type))
             editor.setToolTip(docs.get(f.name, ""))
             self.advanced_fields[f.name] = editor
-            adv_form.addRow(f.name.replace("_", " "), editor)
+            adv_form.addRow(LABELS.get(f.name, f.name.replace("_", " ")), editor)
         self.advanced.addWidget(adv)
         form.addRow(self.advanced)
         return box
