@@ -25,6 +25,8 @@ __all__ = [
     "read_movie",
     "write_movie",
     "write_json",
+    "write_stochastic_ep_csv",
+    "write_maps_tiff",
     "atomic_output",
 ]
 
@@ -154,6 +156,32 @@ def write_json(path, obj) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
     return path
+
+
+def write_stochastic_ep_csv(path, stochastic_ep, *, movie_names=None) -> Path:
+    """Write per-transition EP as CSV with columns ``movie,frame,ep``, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+    stochastic_ep : list of ndarray
+        One (T_m − 1,) array per movie, k_B; row ``frame = t`` is the transition t -> t+1.
+    movie_names : list of str, optional
+        Written in the ``movie`` column instead of the movie's index.
+    """
+    path = Path(path)
+    with atomic_output(path) as tmp, open(tmp, "w") as fh:
+        fh.write("movie,frame,ep\n")
+        for m, ep in enumerate(stochastic_ep):
+            label = m if movie_names is None else movie_names[m]
+            for t, value in enumerate(np.asarray(ep, dtype=np.float64)):
+                fh.write(f"{label},{t},{value:.9g}\n")
+    return path
+
+
+def write_maps_tiff(path, maps, *, dt: float | None = None, metadata: dict | None = None) -> Path:
+    """Write dissipation maps (T − 1, H, W) or an averaged map (H, W) as a float32 TIFF."""
+    return write_movie(path, np.asarray(maps, dtype=np.float32), dt=dt, metadata=metadata)
 
 
 def _json_default(obj):

@@ -1,0 +1,147 @@
+"""The network and its antisymmetric output ΔS_θ.
+
+Reversing time maps the k frames (f_1 ... f_k) of an input to (f_k ... f_1).  The
+network therefore reads them as *even* channels ``e_j = f_j + f_{k+1−j}``, unchanged by
+the reversal, and *odd* channels ``o_j = f_{k+1−j} − f_j``, which change sign, and computes
+
+    ΔS_θ = Σ_j Σ_p o_j[p] · Φ_j(e)[p]
+
+a "force field" Φ over pixels, computed from the even channels, dotted with the change of
+intensity.  ΔS_θ(reversed) = −ΔS_θ exactly (ΔS_θ = h_θ(x) − h_θ(x reversed) with
+h_θ = ΔS_θ / 2), one pass gives it, and it splits exactly over pixels: the share of
+pixel p is ``Σ_j o_j[p] Φ_j[p]`` (:meth:`EPNet.pixel_contributions`).  For a linear
+(Ornstein-Uhlenbeck) system seen through its images the exact EP of a transition is, to
+leading order, of this form: a force linear in the state dotted with the displacement.
+
+Φ has two parts:
+
+* a convolutional part: 5x5 then strided 3x3 convolutions of the even channels (plus two
+  coordinate channels), a 1x1 read-out, and a sum-preserving spread back to the pixel
+  grid — local, translation-equivariant structure;
+* a global part: the even and odd channels projected on K fixed patterns over the whole
+  frame, the principal components of the frames (``init_from_frames``), and
+  a small network ``g`` of the projected state giving the force along each pattern.  It
+  lets the force on one bead depend on where the others are, however far, which a
+  stack of small convolutions would need many layers and a long training to learn.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["EPNet", "n_downsamplings"]
+
+
+def n_downsamplings(frame_shape: tuple[int, int], most: int = 2) -> int:
+    """Number of 2x down-samplings that keep the feature grid at least 4 cells across."""
+    smallest = min(frame_shape)
+    return int(max(0, min(most, math.floor(math.log2(max(smallest, 1) / 4)))))
+
+
+class EPNet(nn.Module):
+    """Antisymmetric estimator of the stochastic entropy production of k frames.
+
+    Parameters
+    ----------
+    frames_per_input : int
+        k, the number of consecutive frames one input spans (k − 1 transitions).
+    frame_shape : (int, int)
+        (H, W) of the frames in pixels.
+    channels : int
+        Width of the convolutional feature maps.
+    max_pools : int
+        Largest number of 2x down-samplings in the convolutional part.
+    n_modes : int
+        K, the number of whole-frame patterns of the global part.
+    hidden : int
+        Width of the global network ``g``.
+    """
+
+    def __init__(self, *, frames_per_input: int, frame_shape: tuple[int, int],
+                 channels: int = 8, max_pools: int = 2, n_modes: int = 16, hidden: int = 64):
+        super().__init__()
+        k = self.frames_per_input = int(frames_per_input)
+        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        h, w = self.frame_shape
+        self.n_even, self.n_odd = (k + 1) // 2, k // 2
+        self.n_modes = n_modes = int(min(n_modes, h * w))
+        c = int(channels)
+        self.n_down = n_downsamplings(self.frame_shape, max_pools)
+
+        conv = [nn.Conv2d(self.n_even + 2, c, 5, padding=2), nn.ReLU()]
+        for _ in range(self.n_down):
+            conv += [nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU()]
+        conv += [nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, self.n_odd, 1)]
+        self.conv = nn.Sequential(*conv)
+        nn.init.zeros_(self.conv[-1].weight)
+        nn.init.zeros_(self.conv[-1].bias)
+
+        self.register_buffer("modes", torch.zeros(n_modes, h, w))
+        self.register_buffer("mean_frame", torch.zeros(h, w))
+        n_in, n_out = self.n_even * n_modes, self.n_odd * n_modes
+        self.g_linear = nn.Linear(n_in, n_out)
+        self.g_hidden = nn.Sequential(nn.Linear(n_in, hidden), nn.Softplus(),
+                                      nn.Linear(hidden, n_out))
+        for layer in (self.g_linear, self.g_hidden[-1]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        self.register_buffer("coords", torch.stack([yy, xx])[None], persistent=False)
+
+    @torch.no_grad()
+    def init_from_frames(self, frames: np.ndarray) -> None:
+        """Set the mean frame and the global patterns from sample frames (principal components).
+
+        Parameters
+        ----------
+        frames : ndarray, shape (n, H, W)
+            Normalised frames.
+        """
+        x = torch.as_tensor(np.asarray(frames, dtype=np.float64)).flatten(1)
+        mean = x.mean(dim=0)
+        _, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
+        n = min(self.n_modes, vt.shape[0])
+        std = (s[:n] / math.sqrt(max(len(x) - 1, 1))).clamp_min(1e-6)
+        modes = torch.zeros_like(self.modes)
+        # One scale for all patterns (the leading coordinate gets unit variance): weak
+        # patterns, mostly noise, stay weak instead of being blown up to unit variance.
+        modes.view(self.n_modes, -1)[:n] = (vt[:n] / std[0]).to(modes.dtype)
+        self.modes.copy_(modes)
+        self.mean_frame.copy_(mean.view(self.frame_shape).to(self.mean_frame.dtype))
+
+    def _channels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = self.frames_per_input
+        even = torch.stack([x[:, j] + x[:, k - 1 - j] for j in range(self.n_even)], dim=1)
+        odd = torch.stack([x[:, k - 1 - j] - x[:, j] for j in range(self.n_odd)], dim=1)
+        return even, odd
+
+    def force(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Force field Φ and odd channels, both (B, n_odd, H, W), of inputs (B, k, H, W)."""
+        even, odd = self._channels(x)
+        b = x.shape[0]
+        coords = self.coords.expand(b, -1, -1, -1)
+        local = self.conv(torch.cat([even, coords], dim=1))
+        if self.n_down:
+            # Spread each feature cell evenly over the pixels it stands for.
+            scale = 2 ** self.n_down
+            local = local.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+            local = local[:, :, : self.frame_shape[0], : self.frame_shape[1]]
+        z = torch.einsum("bepq,kpq->bek", even - 2.0 * self.mean_frame, self.modes).flatten(1)
+        g = (self.g_linear(z) + self.g_hidden(z)).view(b, self.n_odd, self.n_modes)
+        global_force = torch.einsum("bok,kpq->bopq", g, self.modes)
+        return local + global_force, odd
+
+    def pixel_contributions(self, x: torch.Tensor) -> torch.Tensor:
+        """Share of ΔS_θ carried by each pixel, shape (B, H, W), k_B; sums to ``forward(x)``."""
+        phi, odd = self.force(x)
+        return (phi * odd).sum(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """ΔS_θ of each input (B, k, H, W), shape (B,), k_B; exactly antisymmetric in time."""
+        phi, odd = self.force(x)
+        return (phi * odd).sum(dim=(1, 2, 3))

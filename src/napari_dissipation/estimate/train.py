@@ -1,0 +1,222 @@
+"""The training loop, as a generator of progress records.
+
+``train(...)`` yields a :class:`Progress` every few steps and returns a
+:class:`TrainOutcome`; nothing here assumes the main thread, and a stop request (a
+``threading.Event``) ends training at the next step with the best weights kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import EstimatorConfig
+from .data import MovieSet, Normalisation
+from .model import EPNet
+from .objective import neep_objective
+
+__all__ = ["Progress", "TrainOutcome", "train", "window_ep", "batch_tensor"]
+
+#: Steps between progress records (a stop request is seen at every step).
+YIELD_EVERY = 10
+#: Largest gradient norm of one step; rare transitions with a large |ΔS| otherwise
+#: throw the weights far off in one step.
+GRAD_CLIP = 1.0
+
+
+@dataclass
+class Progress:
+    """One progress record of a training run.
+
+    Attributes
+    ----------
+    iteration, max_iterations : int
+        Steps done and the step budget.
+    seconds : float
+        Wall-clock time since training began.
+    max_seconds : float or None
+        The time budget.
+    train_objective : float
+        NEEP objective on recent training batches (mean since the last record).
+    val_objective : float or None
+        NEEP objective on the held-out windows at the last evaluation.
+    ep_rate : float or None
+        EP rate on the held-out windows at the last evaluation, k_B per second.
+    best_iteration : int
+        Step whose weights are kept so far.
+    evaluated : bool
+        Whether this record comes with a fresh evaluation.
+    """
+
+    iteration: int
+    max_iterations: int
+    seconds: float
+    max_seconds: float | None
+    train_objective: float
+    val_objective: float | None
+    ep_rate: float | None
+    best_iteration: int
+    evaluated: bool = False
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of the budget used, in [0, 1]."""
+        f = self.iteration / max(self.max_iterations, 1)
+        if self.max_seconds:
+            f = max(f, self.seconds / self.max_seconds)
+        return min(f, 1.0)
+
+
+@dataclass
+class TrainOutcome:
+    """What training leaves behind: the best weights and the history."""
+
+    best_state: dict
+    best_iteration: int
+    iterations: int
+    seconds: float
+    stop_reason: str
+    history: list = field(default_factory=list)
+
+
+def batch_tensor(data: MovieSet, movie_idx: np.ndarray, starts: np.ndarray,
+                 norm: Normalisation, device) -> torch.Tensor:
+    """Windows (movie_idx[i], starts[i]) as a normalised float32 tensor (B, k, H, W)."""
+    out = np.empty((len(starts), data.k) + data.frame_shape, dtype=np.float32)
+    for m in np.unique(movie_idx):
+        sel = np.flatnonzero(movie_idx == m)
+        out[sel] = data.windows(int(m), starts[sel])
+    x = torch.from_numpy(out).to(device)
+    return (x - norm.offset) / norm.scale
+
+
+@torch.no_grad()
+def window_ep(model: EPNet, data: MovieSet, m: int, starts: np.ndarray, norm: Normalisation,
+              device, batch: int = 2048) -> np.ndarray:
+    """ΔS of the windows ``starts`` of movie ``m``, shape (len(starts),), k_B."""
+    model.eval()
+    out = np.empty(len(starts), dtype=np.float64)
+    for a in range(0, len(starts), batch):
+        s = starts[a: a + batch]
+        x = batch_tensor(data, np.full(len(s), m), s, norm, device)
+        out[a: a + len(s)] = model(x).double().cpu().numpy()
+    return out
+
+
+def _evaluate(model, data, units, norm, device) -> tuple[float, float]:
+    """Mean NEEP objective and mean window EP over held-out (movie, starts) units."""
+    eps = np.concatenate([window_ep(model, data, m, s, norm, device) for m, s in units])
+    t = torch.from_numpy(eps)
+    return float(neep_objective(t)), float(eps.mean())
+
+
+def _eval_subset(units, n_max: int, rng: np.random.Generator) -> list:
+    """At most ``n_max`` held-out windows, spread evenly over the units."""
+    total = sum(len(s) for _, s in units)
+    if total <= n_max:
+        return units
+    keep = n_max / total
+    out = []
+    for m, s in units:
+        n = max(1, int(round(keep * len(s))))
+        out.append((m, np.sort(rng.choice(s, size=n, replace=False))))
+    return out
+
+
+def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: EstimatorConfig, *,
+          rate_scale: float, device, stop: threading.Event,
+          rng: np.random.Generator) -> Generator[Progress, None, TrainOutcome]:
+    """Maximise the NEEP objective on the training windows with early stopping.
+
+    Parameters
+    ----------
+    model : EPNet
+    data : MovieSet
+    split : Split
+        Training windows and held-out units.
+    norm : Normalisation
+    cfg : EstimatorConfig
+    rate_scale : float
+        Seconds per window, ``(k − 1) · stride · dt``: window EP / rate_scale is a rate.
+    device : torch.device
+    stop : threading.Event
+        Set from any thread to end training at the next step.
+    rng : numpy Generator
+        Draws the batches.
+
+    Yields
+    ------
+    Progress
+
+    Returns
+    -------
+    TrainOutcome
+    """
+    train_m = np.concatenate([np.full(len(s), m) for m, s in split.train])
+    train_s = np.concatenate([s for _, s in split.train])
+    eval_units = _eval_subset(split.held_out, cfg.eval_windows, rng)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
+                           weight_decay=cfg.weight_decay)
+    best_obj, best_iter, best_state = -np.inf, 0, copy.deepcopy(model.state_dict())
+    val_obj = rate = None
+    bad_evals = 0
+    history = []
+    running, n_running = 0.0, 0
+    t0 = time.perf_counter()
+    it = 0
+    reason = "iterations"
+    while True:
+        model.train()
+        pick = rng.integers(0, len(train_s), size=cfg.batch_size)
+        x = batch_tensor(data, train_m[pick], train_s[pick], norm, device)
+        ep = model(x)
+        objective = neep_objective(ep)
+        opt.zero_grad(set_to_none=True)
+        (-objective).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        opt.step()
+        it += 1
+        running += float(objective.detach())
+        n_running += 1
+        elapsed = time.perf_counter() - t0
+        done = it >= cfg.max_iterations
+        if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
+            done, reason = True, "seconds"
+        if stop.is_set():
+            done, reason = True, "stopped"
+        evaluated = False
+        # A stop skips the evaluation unless none was made yet (then the weights kept
+        # would be the random initial ones).
+        if (it % cfg.eval_every == 0 or done) and (reason != "stopped" or best_iter == 0):
+            val_obj, mean_ep = _evaluate(model, data, eval_units, norm, device)
+            rate = mean_ep / rate_scale
+            evaluated = True
+            if val_obj > best_obj:
+                best_obj, best_iter, bad_evals = val_obj, it, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad_evals += 1
+                if bad_evals >= cfg.patience:
+                    done, reason = True, "early stopping"
+            elapsed = time.perf_counter() - t0
+        if it % YIELD_EVERY == 0 or evaluated or done:
+            train_obj = running / max(n_running, 1)
+            running, n_running = 0.0, 0
+            record = Progress(it, cfg.max_iterations, elapsed, cfg.max_seconds, train_obj,
+                              val_obj, rate, best_iter, evaluated)
+            if evaluated:
+                history.append({"iteration": it, "seconds": elapsed,
+                                "train_objective": train_obj, "val_objective": val_obj,
+                                "ep_rate": rate})
+            yield record
+        if done:
+            break
+    model.load_state_dict(best_state)
+    return TrainOutcome(best_state, best_iter, it, time.perf_counter() - t0, reason, history)
+
