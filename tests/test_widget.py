@@ -269,6 +269,9 @@ def test_save_load_estimate_and_export(viewer_widget, qtbot, tmp_path):
 
     tif = widget.export_maps(tmp_path / "maps.tif")
     assert tifffile.imread(tif).shape == (119, 10, 10)
+    from napari_dissipation.io import read_movie
+
+    assert read_movie(tif).dt == pytest.approx(0.01)
 
 
 def test_engine_error_is_a_notification_and_the_widget_recovers(viewer_widget, qtbot):

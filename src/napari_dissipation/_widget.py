@@ -851,7 +851,11 @@ class DissipationWidget(QWidget):
 
         if self.outputs is None:
             raise InputError("no maps yet: train or estimate first")
-        return Path(write_maps_tiff(path, self.outputs.maps))
+        out = self.outputs
+        meta = {"source_layer": out.layer_name, "units": "k_B per transition per pixel",
+                "alignment": "index t holds transition t -> t+1", "ep_rate": out.ep_rate,
+                "ep_rate_ci": None if out.ep_rate_ci is None else list(out.ep_rate_ci)}
+        return Path(write_maps_tiff(path, out.maps, dt=out.dt, metadata=meta))
 
     def _run_file_action(self, action, path, what: str) -> bool:
         try:
