@@ -121,4 +121,5 @@ def test_format_rate():
     assert format_rate(2.0312, (1.9, 2.15)) == "EP rate = 2.03 k_B/s (95% CI 1.90\u20132.15)"
     assert format_rate(203.4, (190, 215)) == "EP rate = 203 k_B/s (95% CI 190\u2013215)"
     assert format_rate(5.2) == "EP rate = 5.2 k_B/s"
+    assert format_rate(-0.5, (-3.0, 1.5)) == "EP rate = -0.5 k_B/s (95% CI -3.0 to 1.5)"
     assert format_rate(None) == "EP rate: not available"

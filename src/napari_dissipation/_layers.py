@@ -305,4 +305,5 @@ def format_rate(rate: float | None, ci: Sequence[float] | None = None, *,
     width = abs(float(ci[1]) - float(ci[0]))
     decimals = 2 if width == 0 else int(min(8, max(0, 1 - np.floor(np.log10(width)))))
     f = f".{decimals}f"
-    return f"EP rate = {rate:{f}} {unit} (95% CI {ci[0]:{f}}–{ci[1]:{f}})"
+    sep = "–" if min(ci) >= 0 else " to "  # "-3.0–1.5" reads badly
+    return f"EP rate = {rate:{f}} {unit} (95% CI {ci[0]:{f}}{sep}{ci[1]:{f}})"
