@@ -221,6 +221,10 @@ def atomic_output(path, *, directory: bool = False, overwrite: bool = True) -> I
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
         os.close(fd)
         tmp = Path(name)
+    # mkstemp/mkdtemp create private files; give the result the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, (0o777 if directory else 0o666) & ~umask)
     try:
         yield tmp
         if directory:

@@ -1,0 +1,69 @@
+"""Pieces shared by the subcommands: reading movies, choosing dt, a progress line."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ..errors import InputError
+from ..io import MovieFile, read_movie
+
+
+def read_movies(paths) -> list[MovieFile]:
+    """Open every movie lazily; the first bad file ends the command with its message."""
+    return [read_movie(p) for p in paths]
+
+
+def choose_dt(flag: float | None, movies: list[MovieFile]) -> tuple[float, str]:
+    """dt from the flag or, failing that, from the files' metadata.
+
+    Returns (dt, source).  The flag wins over metadata; a disagreement is reported on
+    stderr.  Files whose metadata disagree with each other are refused without a flag.
+    """
+    found = {m.dt for m in movies if m.dt is not None}
+    if flag is not None:
+        if flag <= 0:
+            raise InputError(f"--dt must be a positive number of seconds per frame, got {flag}")
+        if found and any(abs(d - flag) > 1e-9 * max(abs(flag), 1.0) for d in found):
+            print(f"note: --dt {flag} overrides dt {sorted(found)} from the file metadata",
+                  file=sys.stderr)
+        return float(flag), "command line"
+    if not found:
+        raise InputError(f"{movies[0].path}: no frame interval in the file; give --dt SECONDS")
+    if len(found) > 1:
+        raise InputError(f"the movies' metadata disagree on dt ({sorted(found)}); give --dt")
+    return float(found.pop()), "file metadata"
+
+
+class ProgressLine:
+    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self, *, enabled: bool = True, every_seconds: float = 0.5):
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.every = every_seconds if self.tty else 10.0
+        self._last = -1e9
+
+    def __call__(self, p) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < self.every and not p.evaluated:
+            return
+        self._last = now
+        width = 24
+        filled = int(round(width * p.fraction))
+        bar = "#" * filled + "-" * (width - filled)
+        rate = "  rate --" if p.ep_rate is None else f"  rate {p.ep_rate:.4g} k_B/s"
+        val = "" if p.val_objective is None else f"  val {p.val_objective:.4f}"
+        line = (f"[{bar}] {100 * p.fraction:5.1f}%  it {p.iteration}  {p.seconds:.0f}s"
+                f"  train {p.train_objective:.4f}{val}{rate}")
+        if self.tty:
+            sys.stderr.write("\r" + line[:150])
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
