@@ -1,0 +1,31 @@
+"""Simulated Brownian movies whose entropy production is known exactly.
+
+* :class:`LinearDiffusion` -- the exact core: ``dx = A x dt + sqrt(2D) dW`` sampled with its
+  exact transition kernel, stationary covariance, EP rate (total and per degree of freedom)
+  and the EP of every sampled transition.
+* :func:`bead_spring` -- the paper's bead-spring chain (any N, any temperature profile).
+* :func:`render_spots` / :class:`RenderOptions` -- positions to noisy 8/16-bit frames.
+
+All simulators return :class:`SimulatedMovies`: ``.movies`` (M, T, H, W), ``.dt``,
+``.pixel_size``, ``.positions``, ``.model`` and ``.truth`` (``ep_rate``, ``step_ep``,
+``dof_ep_rate``, ``regions``, ``map``).  Entropy in k_B, rates in k_B per second (k_B = 1).
+"""
+
+from ._types import Region, SimulatedMovies, Truth
+from .bead_spring import bead_spring, bead_spring_model, chain_temperatures
+from .linear import LinearDiffusion
+from .render import RenderOptions, psf_density, render_spots, spot_profiles
+
+__all__ = [
+    "LinearDiffusion",
+    "bead_spring",
+    "bead_spring_model",
+    "chain_temperatures",
+    "RenderOptions",
+    "render_spots",
+    "spot_profiles",
+    "psf_density",
+    "SimulatedMovies",
+    "Truth",
+    "Region",
+]
