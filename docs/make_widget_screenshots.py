@@ -51,6 +51,7 @@ def _viewer_with(sample: str):
     viewer.window._qt_window.show()
     layers, widget = open_demo(viewer, sample=sample)
     _settle(1.0)
+    viewer.reset_view()
     return viewer, layers[0], widget
 
 

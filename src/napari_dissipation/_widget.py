@@ -87,6 +87,13 @@ LABELS = {
     "bin": "bin (pixels)",
     "threads": "CPU threads",
 }
+#: Why training ended, in words (FitResult.stop_reason -> text).
+STOP_REASONS = {
+    "iterations": "iteration budget reached",
+    "seconds": "time budget reached",
+    "early stopping": "early stopping: validation stopped improving",
+    "stopped": "stopped by you",
+}
 #: The widget's own default budget: one click on Train gives a result in two minutes.
 DEFAULT_MAX_SECONDS = 120.0
 #: Nice value of the worker thread (Linux): the viewer stays smooth on a busy CPU.
@@ -672,9 +679,10 @@ class DissipationWidget(QWidget):
             how="trained", summary=fit.summary(),
         )
         self._show_outputs(outputs)
-        reason = getattr(fit, "stop_reason", "")
+        reason = STOP_REASONS.get(fit.stop_reason, fit.stop_reason)
         self.status_label.setText(
-            f"Trained in {fit.seconds:.0f} s ({reason}); rate measured on held-out data.")
+            f"Trained in {fit.seconds:.0f} s, {fit.iterations} iterations ({reason}); "
+            "the rate is measured on held-out data.")
 
     def _on_estimate_returned(self, value) -> None:
         ep, rate, maps, density = value
