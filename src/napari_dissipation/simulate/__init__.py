@@ -4,6 +4,7 @@
   exact transition kernel, stationary covariance, EP rate (total and per degree of freedom)
   and the EP of every sampled transition.
 * :func:`bead_spring` -- the paper's bead-spring chain (any N, any temperature profile).
+* :func:`mosaic` -- independent chains side by side, with the truth of each region.
 * :func:`render_spots` / :class:`RenderOptions` -- positions to noisy 8/16-bit frames.
 
 All simulators return :class:`SimulatedMovies`: ``.movies`` (M, T, H, W), ``.dt``,
@@ -14,6 +15,7 @@ All simulators return :class:`SimulatedMovies`: ``.movies`` (M, T, H, W), ``.dt`
 from ._types import Region, SimulatedMovies, Truth
 from .bead_spring import bead_spring, bead_spring_model, chain_temperatures
 from .linear import LinearDiffusion
+from .mosaic import mosaic
 from .render import RenderOptions, psf_density, render_spots, spot_profiles
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "bead_spring",
     "bead_spring_model",
     "chain_temperatures",
+    "mosaic",
     "RenderOptions",
     "render_spots",
     "spot_profiles",

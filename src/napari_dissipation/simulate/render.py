@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy.special import erf
 
+from ..errors import InputError
+
 __all__ = ["RenderOptions", "render_spots", "spot_profiles", "psf_density"]
 
 _SQRT2 = np.sqrt(2.0)
@@ -39,8 +41,10 @@ class RenderOptions:
     background : float
         Constant background, as a fraction of the spot peak (0 by default).
     peak : float or None
-        Output value of an isolated spot's peak (before noise).  ``None``: 200 for 8 bits,
-        50000 for 16 bits, leaving head-room for overlapping spots and noise.
+        Output value at the top of an isolated spot's PSF profile (before noise); pixels
+        integrate the PSF, so the brightest pixel of a spot centred on a pixel gets 0.93 of
+        it for ``psf_sigma`` 1.5.  ``None``: 200 for 8 bits, 50000 for 16 bits, leaving
+        head-room for overlapping spots and noise.
     bit_depth : int
         8 (uint8) or 16 (uint16).  Values are rounded and clipped to the type's range.
     photons : float or None
@@ -63,21 +67,21 @@ class RenderOptions:
 
     def __post_init__(self):
         if not self.psf_sigma > 0:
-            raise ValueError(f"psf_sigma must be positive (pixels), got {self.psf_sigma}")
+            raise InputError(f"psf_sigma must be positive (pixels), got {self.psf_sigma}")
         if not self.pixels_per_unit > 0:
-            raise ValueError(f"pixels_per_unit must be positive, got {self.pixels_per_unit}")
+            raise InputError(f"pixels_per_unit must be positive, got {self.pixels_per_unit}")
         if self.bit_depth not in (8, 16):
-            raise ValueError(f"bit_depth must be 8 or 16, got {self.bit_depth}")
+            raise InputError(f"bit_depth must be 8 or 16, got {self.bit_depth}")
         if self.peak is not None and not 0 < self.peak <= self.max_value:
-            raise ValueError(f"peak must be in (0, {self.max_value}], got {self.peak}")
+            raise InputError(f"peak must be in (0, {self.max_value}], got {self.peak}")
         if self.background < 0:
-            raise ValueError(f"background must be >= 0, got {self.background}")
+            raise InputError(f"background must be >= 0, got {self.background}")
         if self.photons is not None and not self.photons > 0:
-            raise ValueError(f"photons must be positive, got {self.photons}")
+            raise InputError(f"photons must be positive, got {self.photons}")
         if self.read_noise < 0:
-            raise ValueError(f"read_noise must be >= 0, got {self.read_noise}")
+            raise InputError(f"read_noise must be >= 0, got {self.read_noise}")
         if int(self.binning) != self.binning or self.binning < 1:
-            raise ValueError(f"binning must be a positive integer, got {self.binning}")
+            raise InputError(f"binning must be a positive integer, got {self.binning}")
 
     @property
     def max_value(self) -> int:
@@ -115,7 +119,7 @@ def render_options(options: RenderOptions | None = None, **kwargs) -> RenderOpti
     base = options if options is not None else RenderOptions()
     unknown = set(kwargs) - set(RenderOptions.__dataclass_fields__)
     if unknown:
-        raise TypeError(f"unknown render option(s): {', '.join(sorted(unknown))}")
+        raise InputError(f"unknown render option(s): {', '.join(sorted(unknown))}")
     return base.replace(**kwargs) if kwargs else base
 
 

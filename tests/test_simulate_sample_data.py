@@ -1,0 +1,37 @@
+"""napari sample data: one movie, dt and the exact truth in the layer metadata."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from napari_dissipation import _sample_data
+
+
+@pytest.mark.parametrize("name,shape,rate", [("bead_spring_2", (20, 40), 2.025),
+                                             ("bead_spring_5", (20, 100), 0.6298)])
+def test_bead_spring_samples(name, shape, rate):
+    start = time.perf_counter()
+    ((data, kwargs, kind),) = getattr(_sample_data, name)()
+    assert time.perf_counter() - start < 5
+    assert kind == "image" and data.ndim == 3 and data.shape[1:] == shape
+    assert 300 <= data.shape[0] <= 1000 and data.dtype == np.uint8
+    meta = kwargs["metadata"]
+    assert meta["dt"] == 0.01
+    assert meta["ep_rate"] == pytest.approx(rate, abs=5e-5)
+    assert meta["truth"]["ep_rate"] == meta["ep_rate"]
+    assert len(meta["truth"]["step_ep"]) == data.shape[0] - 1
+    assert kwargs["name"].startswith("Bead-spring movie")
+
+
+def test_sample_module_does_not_import_napari():
+    import subprocess
+
+    code = ("import sys, napari_dissipation._sample_data as s; s.bead_spring_2(); "
+            "print('napari' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
