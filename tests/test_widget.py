@@ -148,8 +148,10 @@ def test_time_axis_of_a_4d_layer(viewer_widget):
 
 def test_outputs_layers_trace_marker_and_click(viewer_widget):
     viewer, widget = viewer_widget
+    exact = np.linspace(-1, 1, 39)
     movie = viewer.add_image(blob_movie(40), name="movie", scale=(0.05, 0.2, 0.2),
-                             translate=(1.0, 3.0, -2.0))
+                             translate=(1.0, 3.0, -2.0),
+                             metadata={"truth": {"step_ep": exact, "ep_rate": 1.5}})
     widget._show_outputs(fake_outputs(widget, movie, dt=0.05))
 
     maps = viewer.layers["movie EP map"]
@@ -170,8 +172,11 @@ def test_outputs_layers_trace_marker_and_click(viewer_widget):
     assert maps.metadata["dissipation"]["dt"] == pytest.approx(0.05)
     assert widget.result_label.text().startswith("EP rate = 2.03 k_B/s (95% CI 1.90\u20132.15)")
 
+    assert "exact rate of this simulated movie: 1.5 k_B/s" in widget.result_label.text()
+
     plot = widget.trace_plot
     assert widget.trace_dock is not None and len(plot.ep) == 39
+    np.testing.assert_allclose(plot.exact, exact)
     viewer.dims.set_point(0, movie.data_to_world((12, 0, 0))[0])
     assert widget.current_frame() == 12
     assert plot.marker_x() == pytest.approx(12 * 0.05)

@@ -15,6 +15,7 @@ from napari_dissipation._layers import (
     format_rate,
     layer_problem,
     rate_density_layer,
+    simulation_truth,
     symmetric_limits,
     time_axis_choices,
     transition_map_layer,
@@ -123,3 +124,13 @@ def test_format_rate():
     assert format_rate(5.2) == "EP rate = 5.2 k_B/s"
     assert format_rate(-0.5, (-3.0, 1.5)) == "EP rate = -0.5 k_B/s (95% CI -3.0 to 1.5)"
     assert format_rate(None) == "EP rate: not available"
+
+
+def test_simulation_truth_only_from_the_simulators_entry():
+    meta = {"truth": {"step_ep": [0.1, 0.2, 0.3], "ep_rate": 2.0}, "ep_rate": 2.0}
+    steps, rate = simulation_truth(meta, 3)
+    np.testing.assert_allclose(steps, [0.1, 0.2, 0.3])
+    assert rate == 2.0
+    assert simulation_truth(meta, 4)[0] is None  # another movie length: not this movie's
+    assert simulation_truth({"ep_rate": 2.0}, 3) == (None, None)
+    assert simulation_truth(None, 3) == (None, None)

@@ -28,6 +28,7 @@ __all__ = [
     "transition_map_layer",
     "rate_density_layer",
     "format_rate",
+    "simulation_truth",
 ]
 
 # Blue for negative, red for positive, fully transparent at zero: with translucent
@@ -289,6 +290,33 @@ def rate_density_layer(density: np.ndarray, *, selection: MovieSelection, n_fram
     common["scale"] = tuple(float(s) for s in scale)
     common["translate"] = tuple(float(t) for t in selection.translate_for(scale, translate))
     return selection.expand(stack), common, "image"
+
+
+def simulation_truth(metadata: Mapping | None, n_transitions: int) -> tuple:
+    """Exact EP that a simulated movie carries in its metadata, if any.
+
+    The package's simulators (and its napari sample data) put ``metadata["truth"]`` on
+    the movie, with ``step_ep`` (exact EP of each transition, k_B) and ``ep_rate``
+    (k_B/s).  Other layers have no such entry.
+
+    Returns
+    -------
+    step_ep : ndarray, shape (n_transitions,), or None
+    ep_rate : float or None
+    """
+    truth = (metadata or {}).get("truth")
+    if not isinstance(truth, Mapping):
+        return None, None
+    step = truth.get("step_ep")
+    step = None if step is None else np.asarray(step, dtype=float).reshape(-1)
+    if step is not None and len(step) != n_transitions:
+        step = None
+    rate = truth.get("ep_rate")
+    try:
+        rate = None if rate is None else float(rate)
+    except (TypeError, ValueError):
+        rate = None
+    return step, rate
 
 
 def format_rate(rate: float | None, ci: Sequence[float] | None = None, *,

@@ -27,6 +27,7 @@ RATE_COLOR = "#7ddc7d"
 STEP_COLOR = "#9aa0a6"
 SUM_COLOR = "#ff6b5b"
 MARKER_COLOR = "#ffd84d"
+EXACT_COLOR = "#5fd3c6"
 
 
 def _style_axes(ax, bg: str, fg: str) -> None:
@@ -173,7 +174,7 @@ class EPTracePlot(_Canvas):
         """Frames of the movie the trace belongs to (transitions + 1)."""
         return len(self.ep) + 1
 
-    def set_trace(self, ep, *, dt: float, title: str = "") -> None:
+    def set_trace(self, ep, *, dt: float, title: str = "", exact=None) -> None:
         """Show a new trace.
 
         Parameters
@@ -184,15 +185,25 @@ class EPTracePlot(_Canvas):
             Seconds per frame.
         title : str
             Shown above the plot (e.g. the layer name and the EP rate).
+        exact : array-like, shape (T-1,), optional
+            Exact EP of each transition (simulated movies), drawn for comparison.
         """
         self.ep = np.asarray(ep, dtype=float).reshape(-1)
         self.dt = float(dt)
         t = np.arange(len(self.ep)) * self.dt
         for ax in (self.ax_step, self.ax_sum):
             ax.clear()
+        self.exact = None if exact is None else np.asarray(exact, dtype=float).reshape(-1)
+        if self.exact is not None:
+            self.ax_step.plot(t, self.exact, color=EXACT_COLOR, lw=0.6, alpha=0.8)
         self.ax_step.plot(t, self.ep, color=STEP_COLOR, lw=0.6)
         self.ax_step.axhline(0.0, color=self._fg, lw=0.5, alpha=0.5)
-        self.ax_sum.plot(t, np.cumsum(self.ep), color=SUM_COLOR, lw=1.2)
+        if self.exact is not None:
+            self.ax_sum.plot(t, np.cumsum(self.exact), color=EXACT_COLOR, lw=1.2,
+                             label="exact (simulation)")
+        self.ax_sum.plot(t, np.cumsum(self.ep), color=SUM_COLOR, lw=1.2, label="estimate")
+        if self.exact is not None:
+            self.ax_sum.legend(loc="upper left", fontsize=7)
         self.ax_step.set_ylabel("\u0394S (k_B)", fontsize=8)
         self.ax_sum.set_ylabel("\u03a3 \u0394S (k_B)", fontsize=8)
         self.ax_sum.set_xlabel("time (s)", fontsize=8)

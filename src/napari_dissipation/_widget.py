@@ -61,6 +61,7 @@ from ._layers import (
     format_rate,
     layer_problem,
     rate_density_layer,
+    simulation_truth,
     time_axis_choices,
     transition_map_layer,
 )
@@ -765,9 +766,17 @@ class DissipationWidget(QWidget):
         self.map_layer = self._put_layer(map_tuple)
 
         rate_text = format_rate(out.ep_rate, out.ep_rate_ci)
-        self.result_label.setText(f"{rate_text}\non '{out.layer_name}' ({out.how}; "
-                                  f"{len(out.ep)} transitions, dt = {out.dt:g} s)")
-        self.trace_plot.set_trace(out.ep, dt=out.dt, title=f"{out.layer_name}: {rate_text}")
+        text = (f"{rate_text}\non '{out.layer_name}' ({out.how}; {len(out.ep)} transitions, "
+                f"dt = {out.dt:g} s)")
+        source = self._source_layer()
+        exact_steps, exact_rate = (None, None)
+        if source is not None and out.selection.ndim == 3:
+            exact_steps, exact_rate = simulation_truth(source.metadata, len(out.ep))
+        if exact_rate is not None:
+            text += f"\nexact rate of this simulated movie: {exact_rate:.3g} k_B/s"
+        self.result_label.setText(text)
+        self.trace_plot.set_trace(out.ep, dt=out.dt, title=f"{out.layer_name}: {rate_text}",
+                                  exact=exact_steps)
         self.trace_plot.show()
         if self.trace_dock is None:
             self.trace_dock = self.viewer.window.add_dock_widget(
