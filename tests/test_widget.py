@@ -68,7 +68,7 @@ def fake_outputs(widget, layer, *, dt):
     return _Outputs(layer_name=layer.name, selection=MovieSelection(ndim=3, time_axis=0),
                     scale=tuple(layer.scale), translate=tuple(layer.translate), n_frames=n,
                     dt=dt, ep=maps.sum(axis=(1, 2)), maps=maps, density=maps.mean(0) / dt,
-                    ep_rate=2.0312, ep_rate_ci=(1.9, 2.15), how="trained")
+                    ep_rate=2.0312, ep_rate_ci=(1.9, 2.15), how="trained", layer=layer)
 
 
 def test_widget_docks_from_the_manifest(make_napari_viewer):
@@ -187,6 +187,10 @@ def test_outputs_layers_trace_marker_and_click(viewer_widget):
     MouseEvent("button_press_event", plot.canvas, x, y, button=1)._process()
     assert widget.current_frame() == 30
     assert plot.marker_x() == pytest.approx(30 * 0.05)
+    movie.name = "renamed movie"  # the marker keeps following its movie
+    viewer.dims.set_point(0, movie.data_to_world((21, 0, 0))[0])
+    assert plot.marker_x() == pytest.approx(21 * 0.05)
+    viewer.dims.set_point(0, movie.data_to_world((30, 0, 0))[0])
     # map and movie show the same frame index after the click
     assert viewer.dims.current_step[0] == round(
         (maps.data_to_world((30, 0, 0))[0] - viewer.dims.range[0].start)

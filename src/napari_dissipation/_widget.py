@@ -139,6 +139,7 @@ class _Outputs:
     ep_rate_ci: tuple | None
     how: str  # "trained" or "estimated"
     summary: dict | None = None
+    layer: object = None  # the movie layer itself (followed even when renamed)
 
 
 def _lower_thread_priority(nice: int = WORKER_NICE) -> None:
@@ -673,7 +674,7 @@ class DissipationWidget(QWidget):
         est, layer, sel, dt = self._pending
         self.estimator = est
         outputs = _Outputs(
-            layer_name=layer.name, selection=sel, scale=tuple(layer.scale),
+            layer_name=layer.name, layer=layer, selection=sel, scale=tuple(layer.scale),
             translate=tuple(layer.translate), n_frames=int(layer.data.shape[sel.time_axis]),
             dt=dt, ep=ep, maps=np.asarray(maps), density=np.asarray(density),
             ep_rate=float(fit.ep_rate), ep_rate_ci=tuple(map(float, fit.ep_rate_ci)),
@@ -689,7 +690,7 @@ class DissipationWidget(QWidget):
         ep, rate, maps, density = value
         est, layer, sel, dt = self._pending
         outputs = _Outputs(
-            layer_name=layer.name, selection=sel, scale=tuple(layer.scale),
+            layer_name=layer.name, layer=layer, selection=sel, scale=tuple(layer.scale),
             translate=tuple(layer.translate), n_frames=int(layer.data.shape[sel.time_axis]),
             dt=dt, ep=ep, maps=np.asarray(maps), density=np.asarray(density),
             ep_rate=rate, ep_rate_ci=None, how="estimated",
@@ -800,6 +801,9 @@ class DissipationWidget(QWidget):
     def _source_layer(self) -> Image | None:
         if self.outputs is None:
             return None
+        layer = self.outputs.layer
+        if layer is not None:
+            return layer if layer in self.viewer.layers else None
         name = self.outputs.layer_name
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
