@@ -63,3 +63,14 @@ def test_existing_folder_is_never_touched(tmp_path, capsys):
                  "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_filament_network(tmp_path):
+    out = tmp_path / "net"
+    assert main(["simulate", "filament-network", "--movies", "1", "--frames", "10",
+                 "--nodes", "4", "--driven", "1", "--t-driven", "8", "--photons", "100",
+                 "--out", str(out)]) == 0
+    truth = json.loads((out / "truth.json").read_text())
+    assert truth["system"] == "filament_network" and len(truth["driven_nodes"]) == 1
+    assert sum(truth["node_ep_rate"]) == pytest.approx(truth["ep_rate"])
+    assert read_movie(out / "movie_000.tif").data.shape == (10, 64, 64)

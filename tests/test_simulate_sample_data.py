@@ -27,6 +27,19 @@ def test_bead_spring_samples(name, shape, rate):
     assert kwargs["name"].startswith("Bead-spring movie")
 
 
+def test_filament_network_sample():
+    start = time.perf_counter()
+    ((data, kwargs, kind),) = _sample_data.filament_network()
+    assert time.perf_counter() - start < 10  # about 2 s on a busy 2-core machine
+    assert kind == "image" and data.shape == (400, 64, 64)
+    meta = kwargs["metadata"]
+    assert meta["dt"] == 0.01 and 1 < meta["ep_rate"] < 10
+    truth = meta["truth"]
+    assert sum(truth["node_ep_rate"]) == pytest.approx(meta["ep_rate"])
+    assert np.asarray(truth["map"]).shape == (64, 64)
+    assert kwargs["name"] == "Filament network movie"
+
+
 def test_sample_module_does_not_import_napari():
     import subprocess
 

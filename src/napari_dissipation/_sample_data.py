@@ -63,6 +63,6 @@ def bead_spring_5() -> list[tuple]:
 
 
 def filament_network() -> list[tuple]:
-    """Elastic filament network with 2 driven sites, 500 frames of 64 x 64 px, dt = 0.01 s."""
-    sim = simulate.filament_network(n_movies=1, n_frames=500, dt=0.01, seed=SAMPLE_SEED)
+    """Elastic filament network with 2 driven sites, 400 frames of 64 x 64 px, dt = 0.01 s."""
+    sim = simulate.filament_network(n_movies=1, n_frames=400, dt=0.01, seed=SAMPLE_SEED)
     return layer_data(sim, "Filament network movie")

@@ -5,6 +5,7 @@
   and the EP of every sampled transition.
 * :func:`bead_spring` -- the paper's bead-spring chain (any N, any temperature profile).
 * :func:`mosaic` -- independent chains side by side, with the truth of each region.
+* :func:`filament_network` -- a 2-D elastic filament network with a few driven nodes.
 * :func:`render_spots` / :class:`RenderOptions` -- positions to noisy 8/16-bit frames.
 
 All simulators return :class:`SimulatedMovies`: ``.movies`` (M, T, H, W), ``.dt``,
@@ -14,6 +15,7 @@ All simulators return :class:`SimulatedMovies`: ``.movies`` (M, T, H, W), ``.dt`
 
 from ._types import Region, SimulatedMovies, Truth
 from .bead_spring import bead_spring, bead_spring_model, chain_temperatures
+from .filaments import FilamentNetwork, build_network, filament_network
 from .linear import LinearDiffusion
 from .mosaic import mosaic
 from .render import RenderOptions, psf_density, render_spots, spot_profiles
@@ -24,6 +26,9 @@ __all__ = [
     "bead_spring_model",
     "chain_temperatures",
     "mosaic",
+    "filament_network",
+    "FilamentNetwork",
+    "build_network",
     "RenderOptions",
     "render_spots",
     "spot_profiles",

@@ -123,7 +123,7 @@ def render_options(options: RenderOptions | None = None, **kwargs) -> RenderOpti
     return base.replace(**kwargs) if kwargs else base
 
 
-def spot_profiles(centres, n_pixels: int, sigma: float) -> np.ndarray:
+def spot_profiles(centres, n_pixels: int, sigma: float, dtype=np.float32) -> np.ndarray:
     """Pixel-integrated 1-D Gaussian profiles, peak-normalised.
 
     Parameters
@@ -133,17 +133,19 @@ def spot_profiles(centres, n_pixels: int, sigma: float) -> np.ndarray:
     n_pixels : int
     sigma : float
         Standard deviation in pixels.
+    dtype : numpy dtype
+        Precision of the computation and the result (float32 for rendering).
 
     Returns
     -------
-    ndarray, shape (..., n_pixels), float32
+    ndarray, shape (..., n_pixels)
         Integral of ``exp(-(u - c)^2 / (2 sigma^2))`` over each pixel: a spot's 2-D
         value is the product of its row and column profiles.
     """
-    edges = np.arange(n_pixels + 1, dtype=np.float64) - 0.5
-    c = np.asarray(centres, dtype=np.float64)[..., None]
-    cdf = erf((edges - c) / (_SQRT2 * sigma))
-    return (0.5 * np.sqrt(2 * np.pi) * sigma * np.diff(cdf, axis=-1)).astype(np.float32)
+    edges = (np.arange(n_pixels + 1) - 0.5).astype(dtype)
+    c = np.asarray(centres, dtype=dtype)[..., None]
+    cdf = erf((edges - c) * dtype(1 / (_SQRT2 * sigma)))
+    return np.diff(cdf, axis=-1) * dtype(0.5 * np.sqrt(2 * np.pi) * sigma)
 
 
 def psf_density(centres, weights, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -168,8 +170,8 @@ def psf_density(centres, weights, shape: tuple[int, int], sigma: float) -> np.nd
     centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
     weights = np.asarray(weights, dtype=np.float64).reshape(-1)
     H, W = shape
-    rows = spot_profiles(centres[:, 0], H, sigma).astype(np.float64)
-    cols = spot_profiles(centres[:, 1], W, sigma).astype(np.float64)
+    rows = spot_profiles(centres[:, 0], H, sigma, np.float64)
+    cols = spot_profiles(centres[:, 1], W, sigma, np.float64)
     norm = rows.sum(1) * cols.sum(1)
     return np.einsum("s,sh,sw->hw", weights / norm, rows, cols)
 
@@ -219,7 +221,12 @@ def render_spots(centres, shape: tuple[int, int], options: RenderOptions | None 
         c = centres[start:stop]
         rows = spot_profiles(c[..., 0], H, opts.psf_sigma) * amp[:, None]  # (t, S, H)
         cols = spot_profiles(c[..., 1], W, opts.psf_sigma)  # (t, S, W)
-        img = np.matmul(rows.transpose(0, 2, 1), cols)  # (t, H, W), in units of the peak
+        # (t, H, W) in units of the peak.  matmul is fastest for a few spots; with many,
+        # its multi-threaded BLAS stalls on a busy machine where einsum's loop stays steady.
+        if S <= 16:
+            img = np.matmul(rows.transpose(0, 2, 1), cols)
+        else:
+            img = np.einsum("tsh,tsw->thw", rows, cols)
         if opts.background:
             img += np.float32(opts.background)
         if opts.photons is not None:
