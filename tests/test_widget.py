@@ -19,6 +19,7 @@ from napari.utils.notifications import notification_manager  # noqa: E402
 from qtpy.QtCore import QTimer  # noqa: E402
 
 from napari_dissipation._widget import DissipationWidget, _Outputs  # noqa: E402
+from napari_dissipation.errors import InputError  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -294,3 +295,23 @@ def test_engine_error_is_a_notification_and_the_widget_recovers(viewer_widget, q
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
     assert notes.messages and "Training failed" in notes.messages[-1]
     assert widget.train_button.isEnabled() and widget.outputs is None
+
+
+def test_too_large_maps_are_skipped_not_held(viewer_widget, monkeypatch, tmp_path):
+    import napari_dissipation._widget as widget_module
+
+    viewer, widget = viewer_widget
+    movie = viewer.add_image(blob_movie(40), name="long", metadata={"dt": 0.1})
+    monkeypatch.setattr(widget_module, "MAX_MAP_BYTES", 4 * 39 * 12 * 12 - 1)
+    assert not widget_module.maps_fit(movie.data.shape)
+    out = fake_outputs(widget, movie, dt=0.1)
+    out.maps = None
+    notes = Notes()
+    widget._show_outputs(out)
+    assert "long EP map" not in viewer.layers
+    assert viewer.layers["long EP rate density"].visible
+    assert any("maps skipped" in m for m in notes.messages)
+    assert not widget.export_maps_button.isEnabled()
+    with pytest.raises(InputError):
+        widget.export_maps(tmp_path / "m.tif")
+    assert widget.export_trace(tmp_path / "t.csv").is_file()

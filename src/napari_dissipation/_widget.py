@@ -97,6 +97,9 @@ STOP_REASONS = {
 }
 #: The widget's own default budget: one click on Train gives a result in two minutes.
 DEFAULT_MAX_SECONDS = 120.0
+#: Largest per-transition map stack (float32 bytes) the widget keeps in memory; beyond
+#: it only the time-averaged map (computed in a stream by the engine) is shown.
+MAX_MAP_BYTES = 1 << 30
 #: Nice value of the worker thread (Linux): the viewer stays smooth on a busy CPU.
 WORKER_NICE = 5
 MODEL_FILTER = "napari-dissipation model (*.pt);;All files (*)"
@@ -133,13 +136,19 @@ class _Outputs:
     n_frames: int
     dt: float
     ep: np.ndarray
-    maps: np.ndarray
+    maps: np.ndarray | None  # None when too large to hold (see MAX_MAP_BYTES)
     density: np.ndarray
     ep_rate: float
     ep_rate_ci: tuple | None
     how: str  # "trained" or "estimated"
     summary: dict | None = None
     layer: object = None  # the movie layer itself (followed even when renamed)
+
+
+def maps_fit(movie_shape) -> bool:
+    """Whether the (T-1, H, W) float32 maps of a movie fit in :data:`MAX_MAP_BYTES`."""
+    t, h, w = movie_shape[-3:]
+    return 4 * max(t - 1, 0) * h * w <= MAX_MAP_BYTES
 
 
 def _lower_thread_priority(nice: int = WORKER_NICE) -> None:
@@ -169,7 +178,7 @@ def _train_job(est, movie, dt, name):
             break
         yield record
     yield "computing maps"
-    maps = est.dissipation_map(movie, name=name)
+    maps = est.dissipation_map(movie, name=name) if maps_fit(np.shape(movie)) else None
     density = est.ep_rate_density(movie, dt=dt, name=name)
     return fit, np.asarray(fit.stochastic_ep[0]), maps, density
 
@@ -179,7 +188,7 @@ def _estimate_job(est, movie, dt, name):
     _lower_thread_priority()
     ep = est.stochastic_ep(movie, name=name)
     rate = est.ep_rate(movie, dt=dt, name=name)
-    maps = est.dissipation_map(movie, name=name)
+    maps = est.dissipation_map(movie, name=name) if maps_fit(np.shape(movie)) else None
     density = est.ep_rate_density(movie, dt=dt, name=name)
     return np.asarray(ep), float(rate), maps, density
 
@@ -202,6 +211,8 @@ class DissipationWidget(QWidget):
         self._movie_layer: Image | None = None
         self._dt_user_set = False
         self._connected_layers: list = []
+        self.map_layer: Image | None = None
+        self.density_layer: Image | None = None
         self._pending = None  # (estimator, layer, selection, dt) of the running job
         self._what = ""
         self._stop_requested = False
@@ -676,9 +687,9 @@ class DissipationWidget(QWidget):
         outputs = _Outputs(
             layer_name=layer.name, layer=layer, selection=sel, scale=tuple(layer.scale),
             translate=tuple(layer.translate), n_frames=int(layer.data.shape[sel.time_axis]),
-            dt=dt, ep=ep, maps=np.asarray(maps), density=np.asarray(density),
-            ep_rate=float(fit.ep_rate), ep_rate_ci=tuple(map(float, fit.ep_rate_ci)),
-            how="trained", summary=fit.summary(),
+            dt=dt, ep=ep, maps=None if maps is None else np.asarray(maps),
+            density=np.asarray(density), ep_rate=float(fit.ep_rate),
+            ep_rate_ci=tuple(map(float, fit.ep_rate_ci)), how="trained", summary=fit.summary(),
         )
         self._show_outputs(outputs)
         reason = STOP_REASONS.get(fit.stop_reason, fit.stop_reason)
@@ -692,8 +703,8 @@ class DissipationWidget(QWidget):
         outputs = _Outputs(
             layer_name=layer.name, layer=layer, selection=sel, scale=tuple(layer.scale),
             translate=tuple(layer.translate), n_frames=int(layer.data.shape[sel.time_axis]),
-            dt=dt, ep=ep, maps=np.asarray(maps), density=np.asarray(density),
-            ep_rate=rate, ep_rate_ci=None, how="estimated",
+            dt=dt, ep=ep, maps=None if maps is None else np.asarray(maps),
+            density=np.asarray(density), ep_rate=rate, ep_rate_ci=None, how="estimated",
         )
         self._show_outputs(outputs)
         self.status_label.setText("Estimated with the current estimator (no training; the "
@@ -728,7 +739,7 @@ class DissipationWidget(QWidget):
         self.save_button.setEnabled(not busy and fitted)
         has_out = self.outputs is not None
         self.export_trace_button.setEnabled(has_out)
-        self.export_maps_button.setEnabled(has_out)
+        self.export_maps_button.setEnabled(has_out and self.outputs.maps is not None)
         for w in (self.layer_combo, self.time_axis_combo, self.dt_edit, self.k_spin,
                   self.iter_spin, self.seconds_spin, self.seed_spin, self.device_combo):
             w.setEnabled(not busy)
@@ -757,14 +768,25 @@ class DissipationWidget(QWidget):
         }
         if out.summary is not None:
             meta["fit"] = out.summary
-        map_tuple = transition_map_layer(
-            out.maps, selection=out.selection, scale=out.scale, translate=out.translate,
-            name=f"{out.layer_name} EP map", metadata=meta)
         density_tuple = rate_density_layer(
             out.density, selection=out.selection, n_frames=out.n_frames, scale=out.scale,
-            translate=out.translate, name=f"{out.layer_name} EP rate density", metadata=meta)
+            translate=out.translate, name=f"{out.layer_name} EP rate density", metadata=meta,
+            visible=out.maps is None)
         self.density_layer = self._put_layer(density_tuple)
-        self.map_layer = self._put_layer(map_tuple)
+        if out.maps is not None:
+            map_tuple = transition_map_layer(
+                out.maps, selection=out.selection, scale=out.scale, translate=out.translate,
+                name=f"{out.layer_name} EP map", metadata=meta)
+            self.map_layer = self._put_layer(map_tuple)
+        else:
+            self.map_layer = None
+            stale = f"{out.layer_name} EP map"
+            if stale in self.viewer.layers:
+                self.viewer.layers.remove(stale)
+            gib = 4 * (out.n_frames - 1) * out.density.size / 2**30
+            show_info(f"'{out.layer_name}': per-transition maps skipped (they would take "
+                      f"{gib:.1f} GiB); the time-averaged map is shown. The command line "
+                      "(napari-dissipation map) writes the full stack to a file.")
 
         rate_text = format_rate(out.ep_rate, out.ep_rate_ci)
         text = (f"{rate_text}\non '{out.layer_name}' ({out.how}; {len(out.ep)} transitions, "
@@ -872,6 +894,9 @@ class DissipationWidget(QWidget):
 
         if self.outputs is None:
             raise InputError("no maps yet: train or estimate first")
+        if self.outputs.maps is None:
+            raise InputError("per-transition maps were not kept for this movie (too large); "
+                             "use the command line: napari-dissipation map")
         out = self.outputs
         meta = {"source_layer": out.layer_name, "units": "k_B per transition per pixel",
                 "alignment": "index t holds transition t -> t+1", "ep_rate": out.ep_rate,
