@@ -27,8 +27,8 @@ def test_peak_and_background_levels():
     opts = RenderOptions(psf_sigma=2.0, background=0.1, peak=100.0)
     frame = render_spots(np.array([[[15.0, 15.0]]]), (31, 31), opts)[0]
     assert frame[0, 0] == 10  # background is a fraction of the peak
-    # A pixel-integrated sigma = 2 px spot centred on a pixel: 0.96^2 of the peak.
-    assert 100 * 0.96**2 + 10 - 1 <= frame[15, 15] <= 110
+    assert frame[15, 15] == 110  # a spot centred on a pixel: peak + background there
+    assert frame[15, 16] < 110 and frame[15, 16] == frame[15, 14] == frame[16, 15]
 
 
 def test_binning_keeps_centroid_on_the_binned_grid(rng):

@@ -249,14 +249,14 @@ def filament_network(
         raise InputError(f"the network ({np.ptp(rest_px, axis=0).max():.0f} px across) does "
                          f"not fit a {size} px frame; lower spacing or n_side")
 
-    # Filaments: spots every psf_sigma or so along each segment (a sum of Gaussians spaced
-    # by sigma is a smooth line to 1e-8), their positions linear in the node positions.
+    # Filaments: spots every 1.25 psf_sigma or less along each segment (a sum of Gaussians
+    # so spaced is a line smooth to 1e-5), their positions linear in the node positions.
     n = net.n_nodes
     rows_interp, amps = [], []
     sigma = opts.psf_sigma
     for a, b in net.bonds:
         length_px = np.linalg.norm(rest_px[b] - rest_px[a])
-        k = max(2, int(np.ceil(length_px / sigma)))
+        k = max(2, int(np.ceil(length_px / (1.25 * sigma))))
         f = (np.arange(k) + 0.5) / k
         w = np.zeros((k, n))
         w[:, a] = 1 - f
