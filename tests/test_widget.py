@@ -315,3 +315,15 @@ def test_too_large_maps_are_skipped_not_held(viewer_widget, monkeypatch, tmp_pat
     with pytest.raises(InputError):
         widget.export_maps(tmp_path / "m.tif")
     assert widget.export_trace(tmp_path / "t.csv").is_file()
+
+
+def test_loading_a_bad_file_is_a_notification(viewer_widget, tmp_path):
+    viewer, widget = viewer_widget
+    bad = tmp_path / "not_a_model.pt"
+    bad.write_bytes(b"nonsense")
+    notes = Notes()
+    assert not widget._run_file_action(widget.load_estimator, bad, "Loading the estimator")
+    assert notes.messages and "not a napari-dissipation model" in notes.messages[-1]
+    assert widget.estimator is None and not widget.estimate_button.isEnabled()
+    viewer.theme = "light"  # plots follow the theme
+    assert widget.trace_plot.figure.get_facecolor()[0] > 0.5
