@@ -327,3 +327,13 @@ def test_loading_a_bad_file_is_a_notification(viewer_widget, tmp_path):
     assert widget.estimator is None and not widget.estimate_button.isEnabled()
     viewer.theme = "light"  # plots follow the theme
     assert widget.trace_plot.figure.get_facecolor()[0] > 0.5
+
+
+def test_objective_plot_range_survives_a_diverging_validation():
+    from napari_dissipation._trace_plot import objective_limits
+
+    lo, hi = objective_limits([-1.0, -0.9, -0.95], [-1.0, -1e14])
+    assert -1.3 < lo < -1.0 and -0.9 < hi < -0.85
+    lo, hi = objective_limits([-1.0, -0.9], [-0.95, -0.8])
+    assert lo < -1.0 and hi > -0.8
+    assert objective_limits([], []) is None

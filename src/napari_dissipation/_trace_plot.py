@@ -15,7 +15,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
-__all__ = ["TrainingPlot", "EPTracePlot", "DARK", "LIGHT"]
+__all__ = ["TrainingPlot", "EPTracePlot", "DARK", "LIGHT", "objective_limits"]
 
 # (background, foreground) pairs; napari's dark and light themes.
 DARK = ("#262930", "#d1d2d4")
@@ -38,6 +38,27 @@ def _style_axes(ax, bg: str, fg: str) -> None:
     ax.xaxis.label.set_color(fg)
     ax.yaxis.label.set_color(fg)
     ax.title.set_color(fg)
+
+
+def objective_limits(train, val) -> tuple[float, float] | None:
+    """y-range of the objective plot: all of the training curve, validation clipped.
+
+    A diverging validation objective (J can reach -1e14 when ΔS blows up) would
+    otherwise squash the training curve into a flat line; below the range it simply
+    leaves the plot.
+    """
+    train = np.asarray(train, dtype=float)
+    train = train[np.isfinite(train)]
+    if train.size == 0:
+        return None
+    val = np.asarray(val, dtype=float)
+    val = val[np.isfinite(val)]
+    lo, hi = float(train.min()), float(train.max())
+    if val.size:
+        hi = max(hi, float(val.max()))
+    span = max(hi - lo, 0.05)
+    lo = max(min(lo, float(val.min())) if val.size else lo, lo - 2 * span)
+    return lo - 0.05 * span, hi + 0.05 * span
 
 
 class _Canvas(QWidget):
@@ -136,6 +157,9 @@ class TrainingPlot(_Canvas):
         for ax in (self.ax_obj, self.ax_rate):
             ax.relim()
             ax.autoscale_view()
+        limits = objective_limits(self.train, self.val)
+        if limits is not None:
+            self.ax_obj.set_ylim(*limits)
         self.canvas.draw_idle()
 
 
