@@ -59,7 +59,18 @@ def shot_sample(*, frame: int = 40) -> Path:
     return path
 
 
-SHOTS = {"sample": shot_sample}
+def shot_demo() -> Path:
+    """What ``napari-dissipation demo`` opens: the 2-bead sample with the widget docked."""
+    from napari_dissipation.cli.demo import open_demo
+
+    viewer = _new_viewer()
+    open_demo(viewer, sample="bead_spring_2")
+    path = _save(viewer, "demo.png")
+    viewer.close()
+    return path
+
+
+SHOTS = {"sample": shot_sample, "demo": shot_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

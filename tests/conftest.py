@@ -65,7 +65,7 @@ def bead_spring_small():
 
 @pytest.fixture(scope="session")
 def equilibrium_small():
-    """Like ``bead_spring_small`` but both baths at T = 1: exact EP is zero."""
+    """Like ``bead_spring_small`` but both baths at T = 1: exact EP zero (to rounding)."""
     from napari_dissipation import simulate
 
     return simulate.bead_spring(

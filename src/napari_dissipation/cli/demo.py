@@ -122,6 +122,13 @@ def open_demo(viewer, *, sample: str = DEFAULT_SAMPLE, dock_widget: bool = True)
         viewer.layers.selection.active = layers[0]
         if widget is not None and hasattr(widget, "select_layer"):
             widget.select_layer(layers[0])
+    if widget is not None:
+        # Docking narrows the canvas after the sample was framed: let the layout settle,
+        # then frame the movie again so that it is not cut off.
+        from qtpy.QtWidgets import QApplication
+
+        QApplication.processEvents()
+        viewer.reset_view()
     return layers, widget
 
 
