@@ -999,7 +999,7 @@ def _editor_for(name: str, default, type_hint: str) -> QWidget:
         return box
     if isinstance(default, int):
         spin = QSpinBox()
-        spin.setRange(0 if default == 0 else 1, 2**31 - 1)
+        spin.setRange(0, 2**31 - 1)  # the engine says which values it refuses
         spin.setValue(default)
         return spin
     if isinstance(default, float) or (default is None and "float" in type_hint):
