@@ -337,3 +337,13 @@ def test_objective_plot_range_survives_a_diverging_validation():
     lo, hi = objective_limits([-1.0, -0.9], [-0.95, -0.8])
     assert lo < -1.0 and hi > -0.8
     assert objective_limits([], []) is None
+
+
+def test_a_refused_option_is_a_notification(viewer_widget):
+    viewer, widget = viewer_widget
+    viewer.add_image(blob_movie(30), name="m", metadata={"dt": 0.1})
+    widget.set_options(batch_size=0)
+    notes = Notes()
+    widget.train()
+    assert widget.worker is None and widget.train_button.isEnabled()
+    assert notes.messages and "batch_size" in notes.messages[-1]
