@@ -75,7 +75,7 @@ class EstimatorConfig:
     threads: int | None = None
 
     def __post_init__(self):
-        positive = ["frames_per_input", "channels", "n_modes", "hidden", "batch_size",
+        positive = ["frames_per_input", "n_modes", "hidden", "batch_size",
                     "max_iterations", "patience", "eval_every", "eval_windows", "stride", "bin"]
         for name in positive:
             if int(getattr(self, name)) < 1:

@@ -15,9 +15,9 @@ leading order, of this form: a force linear in the state dotted with the displac
 
 Φ has two parts:
 
-* a convolutional part: 5x5 then strided 3x3 convolutions of the even channels (plus two
-  coordinate channels), a 1x1 read-out, and a sum-preserving spread back to the pixel
-  grid — local, translation-equivariant structure;
+* a convolutional part: strided 5x5 and 3x3 convolutions of the even channels (plus two
+  coordinate channels) down to a grid of cells 4 px across, a 3x3 and a 1x1 convolution,
+  each cell's value spread over its pixels — local, translation-equivariant structure;
 * a global part: the even and odd channels projected on K fixed patterns over the whole
   frame, the principal components of the frames (``init_from_frames``), and
   a small network ``g`` of the projected state giving the force along each pattern.  It
@@ -72,13 +72,17 @@ class EPNet(nn.Module):
         c = int(channels)
         self.n_down = n_downsamplings(self.frame_shape, max_pools)
 
-        conv = [nn.Conv2d(self.n_even + 2, c, 5, padding=2), nn.ReLU()]
-        for _ in range(self.n_down):
+        # The first down-sampling is the 5x5 convolution's own stride: full-resolution
+        # feature maps are where a CPU spends its time.
+        first_stride = 2 if self.n_down else 1
+        conv = [nn.Conv2d(self.n_even + 2, c, 5, stride=first_stride, padding=2), nn.ReLU()]
+        for _ in range(self.n_down - 1):
             conv += [nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU()]
         conv += [nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, self.n_odd, 1)]
-        self.conv = nn.Sequential(*conv)
-        nn.init.zeros_(self.conv[-1].weight)
-        nn.init.zeros_(self.conv[-1].bias)
+        self.conv = nn.Sequential(*conv) if c else None
+        if self.conv is not None:
+            nn.init.zeros_(self.conv[-1].weight)
+            nn.init.zeros_(self.conv[-1].bias)
 
         self.register_buffer("modes", torch.zeros(n_modes, h, w))
         self.register_buffer("mean_frame", torch.zeros(h, w))
@@ -125,8 +129,11 @@ class EPNet(nn.Module):
         even, odd = self._channels(x)
         b = x.shape[0]
         coords = self.coords.expand(b, -1, -1, -1)
-        local = self.conv(torch.cat([even, coords], dim=1))
-        if self.n_down:
+        if self.conv is None:
+            local = 0.0
+        else:
+            local = self.conv(torch.cat([even, coords], dim=1))
+        if self.conv is not None and self.n_down:
             # Spread each feature cell evenly over the pixels it stands for.
             scale = 2 ** self.n_down
             local = local.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)

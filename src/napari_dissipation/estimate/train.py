@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import time
 from collections.abc import Generator
@@ -28,6 +29,12 @@ YIELD_EVERY = 10
 #: Largest gradient norm of one step; rare transitions with a large |ΔS| otherwise
 #: throw the weights far off in one step.
 GRAD_CLIP = 1.0
+#: The step size decays along a cosine from the learning rate to this fraction of it
+#: over the budget: NEEP's gradient is noisy (the mean EP of a transition is small against
+#: its spread) and smaller steps late in training average that noise over more batches.
+LR_FLOOR = 0.02
+#: Per-step decay of the weight average (a memory of about 300 steps).
+EMA_DECAY = 0.997
 
 
 @dataclass
@@ -163,6 +170,10 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     eval_units = _eval_subset(split.held_out, cfg.eval_windows, rng)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
                            weight_decay=cfg.weight_decay)
+    # Evaluation and the kept weights use an exponential moving average of the weights,
+    # which smooths the noise that single NEEP steps leave in them.
+    average = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(EMA_DECAY))
     best_obj, best_iter, best_state = -np.inf, 0, copy.deepcopy(model.state_dict())
     val_obj = rate = None
     bad_evals = 0
@@ -173,6 +184,12 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     reason = "iterations"
     while True:
         model.train()
+        used = it / cfg.max_iterations
+        if cfg.max_seconds is not None:
+            used = max(used, (time.perf_counter() - t0) / cfg.max_seconds)
+        for group in opt.param_groups:
+            group["lr"] = cfg.learning_rate * (
+                LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * min(used, 1.0))))
         pick = rng.integers(0, len(train_s), size=cfg.batch_size)
         x = batch_tensor(data, train_m[pick], train_s[pick], norm, device)
         ep = model(x)
@@ -181,6 +198,7 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
         (-objective).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         opt.step()
+        average.update_parameters(model)
         it += 1
         running += float(objective.detach())
         n_running += 1
@@ -194,12 +212,12 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
         # A stop skips the evaluation unless none was made yet (then the weights kept
         # would be the random initial ones).
         if (it % cfg.eval_every == 0 or done) and (reason != "stopped" or best_iter == 0):
-            val_obj, mean_ep = _evaluate(model, data, eval_units, norm, device)
+            val_obj, mean_ep = _evaluate(average.module, data, eval_units, norm, device)
             rate = mean_ep / rate_scale
             evaluated = True
             if val_obj > best_obj:
                 best_obj, best_iter, bad_evals = val_obj, it, 0
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = copy.deepcopy(average.module.state_dict())
             else:
                 bad_evals += 1
                 if bad_evals >= cfg.patience:
