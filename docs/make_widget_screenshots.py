@@ -5,8 +5,10 @@ Run from the repository root under a virtual X display::
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_widget_screenshots.py [SHOT ...]
 
 SHOT is ``bead_spring`` (the 2-bead sample: ``widget_training.png`` while training,
-then ``widget_overlay_bead_spring.png`` and ``widget_trace.png`` with the result) or
-``filament`` (``widget_overlay_filament.png``); all by default.  The viewer is filled
+then ``widget_overlay_bead_spring.png`` (the map of one transition over the movie),
+``widget_density_bead_spring.png`` (the time-averaged map) and ``widget_trace.png``) or
+``filament`` (``widget_overlay_filament.png`` and ``widget_density_filament.png``); all by
+default.  The viewer is filled
 the way ``napari-dissipation demo`` fills it (the plugin's sample-data and widget
 contributions) and the widget is driven through its Train button, so the pictures show
 what a user sees after one click.  Training uses the widget's defaults except for the
@@ -86,6 +88,14 @@ def _show_result(viewer, movie, widget, *, frame: int) -> None:
     viewer.reset_view()
 
 
+def _save_density(viewer, widget, name: str) -> None:
+    """The time-averaged map instead of the per-transition one."""
+    widget.map_layer.visible = False
+    widget.density_layer.visible = True
+    viewer.layers.selection.active = widget.density_layer
+    _save_window(viewer, name)
+
+
 def shot_bead_spring(*, seconds: float) -> None:
     """Training on the 2-bead sample, then the overlay and the EP trace."""
     viewer, movie, widget = _viewer_with("bead_spring_2")
@@ -95,6 +105,7 @@ def shot_bead_spring(*, seconds: float) -> None:
     path = IMAGES / "widget_trace.png"
     widget.trace_plot.grab().save(str(path))
     print(f"wrote {path}")
+    _save_density(viewer, widget, "widget_density_bead_spring.png")
     viewer.close()
 
 
@@ -104,6 +115,7 @@ def shot_filament(*, seconds: float) -> None:
     _train(viewer, widget, seconds=seconds)
     _show_result(viewer, movie, widget, frame=200)
     _save_window(viewer, "widget_overlay_filament.png")
+    _save_density(viewer, widget, "widget_density_filament.png")
     viewer.close()
 
 

@@ -41,24 +41,23 @@ def _style_axes(ax, bg: str, fg: str) -> None:
 
 
 def objective_limits(train, val) -> tuple[float, float] | None:
-    """y-range of the objective plot: all of the training curve, validation clipped.
+    """y-range of the objective plot, robust to spikes and divergence.
 
-    A diverging validation objective (J can reach -1e14 when ΔS blows up) would
-    otherwise squash the training curve into a flat line; below the range it simply
-    leaves the plot.
+    The range covers the points within three interquartile ranges of the middle half; a
+    rare spike or a diverging validation objective (J reaches -1e6 and below when ΔS blows
+    up) then leaves the plot instead of squashing the rest into a flat line.
     """
-    train = np.asarray(train, dtype=float)
-    train = train[np.isfinite(train)]
-    if train.size == 0:
+    values = np.concatenate([np.asarray(train, dtype=float).reshape(-1),
+                             np.asarray(val, dtype=float).reshape(-1)])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
         return None
-    val = np.asarray(val, dtype=float)
-    val = val[np.isfinite(val)]
-    lo, hi = float(train.min()), float(train.max())
-    if val.size:
-        hi = max(hi, float(val.max()))
+    q1, q3 = np.percentile(values, [25.0, 75.0])
+    iqr = float(q3 - q1)
+    lo = max(float(values.min()), q1 - 3.0 * iqr)
+    hi = min(float(values.max()), q3 + 3.0 * iqr)
     span = max(hi - lo, 0.05)
-    lo = max(min(lo, float(val.min())) if val.size else lo, lo - 2 * span)
-    return lo - 0.05 * span, hi + 0.05 * span
+    return float(lo - 0.1 * span), float(hi + 0.1 * span)
 
 
 class _Canvas(QWidget):
