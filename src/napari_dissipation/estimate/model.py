@@ -74,13 +74,14 @@ class EPNet(nn.Module):
 
         # The first down-sampling is the 5x5 convolution's own stride: full-resolution
         # feature maps are where a CPU spends its time.
-        first_stride = 2 if self.n_down else 1
-        conv = [nn.Conv2d(self.n_even + 2, c, 5, stride=first_stride, padding=2), nn.ReLU()]
-        for _ in range(self.n_down - 1):
-            conv += [nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU()]
-        conv += [nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, self.n_odd, 1)]
-        self.conv = nn.Sequential(*conv) if c else None
-        if self.conv is not None:
+        self.conv = None
+        if c:
+            first_stride = 2 if self.n_down else 1
+            conv = [nn.Conv2d(self.n_even + 2, c, 5, stride=first_stride, padding=2), nn.ReLU()]
+            for _ in range(self.n_down - 1):
+                conv += [nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU()]
+            conv += [nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, self.n_odd, 1)]
+            self.conv = nn.Sequential(*conv)
             nn.init.zeros_(self.conv[-1].weight)
             nn.init.zeros_(self.conv[-1].bias)
 
@@ -152,3 +153,59 @@ class EPNet(nn.Module):
         """ΔS_θ of each input (B, k, H, W), shape (B,), k_B; exactly antisymmetric in time."""
         phi, odd = self.force(x)
         return (phi * odd).sum(dim=(1, 2, 3))
+
+    # ----------------------------------------------------------------- linear read-out
+    # ΔS_θ is linear in the parameters of the last layers (the global part's linear map,
+    # a per-output scale of its hidden branch, the convolutional part's 1x1 read-out), so
+    # the NEEP objective is concave in them and Newton's method finds their optimum in a
+    # few steps (``estimate.readout``).
+
+    def readout_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Features F (B, P) with ΔS_θ = F @ readout_params(): the linear read-out's inputs."""
+        even, odd = self._channels(x)
+        b = x.shape[0]
+        z = torch.einsum("bepq,kpq->bek", even - 2.0 * self.mean_frame, self.modes).flatten(1)
+        dz = torch.einsum("bopq,kpq->bok", odd, self.modes).flatten(1)
+        parts = [(dz[:, :, None] * z[:, None, :]).flatten(1), dz, self.g_hidden(z) * dz]
+        if self.conv is not None:
+            coords = self.coords.expand(b, -1, -1, -1)
+            f = self.conv[:-1](torch.cat([even, coords], dim=1))
+            if self.n_down:
+                scale = 2 ** self.n_down
+                f = f.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+                f = f[:, :, : self.frame_shape[0], : self.frame_shape[1]]
+            ones = torch.ones_like(f[:, :1])
+            f = torch.cat([f, ones], dim=1)
+            parts.append(torch.einsum("bopq,bcpq->boc", odd, f).flatten(1))
+        return torch.cat(parts, dim=1)
+
+    def readout_params(self) -> torch.Tensor:
+        """Current read-out parameters θ (P,), in the order of :meth:`readout_features`."""
+        parts = [self.g_linear.weight.flatten(), self.g_linear.bias,
+                 torch.ones(self.g_linear.bias.shape, dtype=self.g_linear.bias.dtype)]
+        if self.conv is not None:
+            last = self.conv[-1]
+            parts.append(torch.cat([last.weight[:, :, 0, 0], last.bias[:, None]], dim=1).flatten())
+        return torch.cat([p.detach() for p in parts])
+
+    @torch.no_grad()
+    def set_readout_params(self, theta: torch.Tensor) -> None:
+        """Write read-out parameters θ (P,) back into the layers."""
+        theta = theta.to(self.g_linear.weight.dtype)
+        n_out, n_in = self.g_linear.weight.shape
+        i = 0
+        self.g_linear.weight.copy_(theta[i: i + n_out * n_in].view(n_out, n_in))
+        i += n_out * n_in
+        self.g_linear.bias.copy_(theta[i: i + n_out])
+        i += n_out
+        scale = theta[i: i + n_out]
+        i += n_out
+        last_hidden = self.g_hidden[-1]
+        last_hidden.weight.mul_(scale[:, None])
+        last_hidden.bias.mul_(scale)
+        if self.conv is not None:
+            last = self.conv[-1]
+            wb = theta[i:].view(self.n_odd, -1)
+            last.weight.copy_(wb[:, :-1, None, None])
+            last.bias.copy_(wb[:, -1])
+

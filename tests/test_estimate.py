@@ -1,0 +1,299 @@
+"""The estimator: objective, exact antisymmetry, learning, zero, persistence, bad input.
+
+Learning tests use the package's own simulator with exact truth and short budgets
+(threads=1); their tolerances are loose but state what they prove.  The full-size figures
+are in ``benchmarks/bench_estimator.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_dissipation import EPEstimator, InputError, load_estimator, simulate
+from napari_dissipation.estimate.model import EPNet
+from napari_dissipation.estimate.objective import neep_objective, safe_exp_neg
+from napari_dissipation.estimate.stats import (
+    bootstrap_rate_ci,
+    integrated_autocorrelation_time,
+    per_transition,
+    split_windows,
+)
+
+FAST = dict(threads=1, seed=0)
+
+
+# ---------------------------------------------------------------- objective and network
+def test_objective_value_and_overflow_guard():
+    ep = torch.tensor([0.0, 1.0, -2.0])
+    expected = np.mean([0 - 1, 1 - math.exp(-1), -2 - math.exp(2)])
+    assert float(neep_objective(ep)) == pytest.approx(expected, rel=1e-6)
+    big = torch.tensor([-1e4, -200.0, 50.0], requires_grad=True)
+    value = neep_objective(big)
+    value.backward()
+    assert torch.isfinite(value) and torch.all(torch.isfinite(big.grad))
+    # continuous value and slope at the cutoff
+    x = torch.tensor([-29.999, -30.001], dtype=torch.float64)
+    y = safe_exp_neg(x)
+    assert float(y[0]) == pytest.approx(float(y[1]), rel=5e-3)
+
+
+def _randomised(net: EPNet, seed: int = 0) -> EPNet:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        net.modes.copy_(torch.randn(net.modes.shape, generator=gen) * 0.1)
+    return net
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+@pytest.mark.parametrize("shape", [(20, 40), (5, 10), (17, 23)])
+def test_reversed_input_gives_exactly_minus(k, shape):
+    net = _randomised(EPNet(frames_per_input=k, frame_shape=shape))
+    x = torch.randn(8, k, *shape, generator=torch.Generator().manual_seed(1))
+    forward = net(x)
+    backward = net(torch.flip(x, dims=[1]))
+    assert torch.all(forward.abs() > 0)
+    assert torch.equal(backward, -forward)
+
+
+def test_pixel_contributions_sum_to_output():
+    net = _randomised(EPNet(frames_per_input=2, frame_shape=(20, 40)), seed=3)
+    x = torch.randn(6, 2, 20, 40, generator=torch.Generator().manual_seed(2))
+    maps = net.pixel_contributions(x)
+    assert maps.shape == (6, 20, 40)
+    torch.testing.assert_close(maps.sum(dim=(1, 2)), net(x), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- statistics helpers
+def test_split_holds_out_whole_movies_or_disjoint_blocks():
+    rng = np.random.default_rng(0)
+    split = split_windows(np.full(8, 99), 2, validation_fraction=0.25, rng=rng)
+    assert split.by == "movies" and len(split.held_out) == 2
+    held = {m for m, _ in split.held_out}
+    assert held.isdisjoint({m for m, _ in split.train})
+    k = 3
+    split = split_windows(np.array([1000]), k, validation_fraction=0.25, rng=rng)
+    assert split.by == "time blocks" and len(split.held_out) >= 2
+    held_frames = set()
+    for _, s in split.held_out:
+        held_frames |= set(range(s[0], s[-1] + k))
+    for _, s in split.train:
+        train_frames = set((s[:, None] + np.arange(k)).ravel())
+        assert train_frames.isdisjoint(held_frames)
+
+
+def test_bootstrap_interval_covers_a_known_mean():
+    rng = np.random.default_rng(1)
+    hits = 0
+    for _ in range(40):
+        units = [rng.normal(0.5, 1.0, 200) for _ in range(25)]
+        rate, (lo, hi), info = bootstrap_rate_ci(units, 1.0, rng=rng, n_boot=500)
+        hits += lo <= 0.5 <= hi
+        assert info["n_units"] == 25
+    assert hits >= 34  # nominal 38 of 40
+
+
+def test_autocorrelation_time_of_ar1():
+    rng = np.random.default_rng(2)
+    phi = 0.8
+    x = np.zeros(20000)
+    for t in range(1, len(x)):
+        x[t] = phi * x[t - 1] + rng.normal()
+    tau = integrated_autocorrelation_time([x])
+    assert tau == pytest.approx((1 + phi) / (1 - phi), rel=0.25)
+
+
+def test_per_transition_spreads_windows():
+    window = np.array([2.0, 4.0, 6.0])  # k = 3: each window spans 2 transitions
+    out = per_transition(window, 3)
+    assert out.shape == (4,)
+    np.testing.assert_allclose(out, [1.0, 1.5, 2.5, 3.0])
+    np.testing.assert_array_equal(per_transition(window, 2), window)
+
+
+# ---------------------------------------------------------------- learning with exact truth
+@pytest.fixture(scope="module")
+def driven():
+    return simulate.bead_spring(n_beads=2, t_cold=1.0, t_hot=10.0, n_movies=12,
+                                n_frames=1000, dt=0.01, seed=11)
+
+
+@pytest.fixture(scope="module")
+def fitted(driven):
+    est = EPEstimator(max_seconds=25, max_iterations=4000, **FAST)
+    result = est.fit(driven.movies, dt=driven.dt)
+    return est, result
+
+
+def test_learns_the_driven_chain(driven, fitted):
+    """Loose learning test: 12k transitions, 25 s of one core.
+
+    The rate must be within 35% of the mean exact EP of the held-out transitions and the
+    per-transition EP must correlate with the exact one (R^2 > 0.6); the benchmark shows
+    the full-size figures.
+    """
+    est, result = fitted
+    held = [m for m in range(driven.movies.shape[0])
+            if m not in _train_movies(result, driven)]
+    exact = driven.truth.step_ep[held].mean() / driven.dt
+    assert result.ep_rate == pytest.approx(exact, rel=0.35)
+    lo, hi = result.ep_rate_ci
+    assert lo < result.ep_rate < hi
+    pred = np.concatenate([result.stochastic_ep[m] for m in held])
+    r2 = np.corrcoef(pred, driven.truth.step_ep[held].ravel())[0, 1] ** 2
+    assert r2 > 0.6
+    assert len(result.stochastic_ep) == 12
+    assert result.stochastic_ep[0].shape == (999,)
+    assert result.n_transitions == 12 * 999
+
+
+def _train_movies(result, sim):
+    """Movies whose stochastic EP was not used for the rate: re-derive the split."""
+    split = split_windows(np.full(sim.movies.shape[0], sim.movies.shape[1] - 1), 2,
+                          validation_fraction=0.25, rng=np.random.default_rng(0))
+    return {m for m, _ in split.train}
+
+
+def test_equilibrium_gives_zero():
+    """No driving: the interval contains 0 and |rate| < 5% of the driven chain's 2.025."""
+    sim = simulate.bead_spring(n_beads=2, t_cold=3.0, t_hot=3.0, n_movies=8, n_frames=1000,
+                               dt=0.01, seed=5)
+    result = EPEstimator(max_seconds=12, max_iterations=2000, **FAST).fit(sim.movies, dt=sim.dt)
+    lo, hi = result.ep_rate_ci
+    assert lo <= 0.0 <= hi
+    assert abs(result.ep_rate) < 0.05 * 2.025
+
+
+def test_constant_drift_free_movie_gives_exactly_zero():
+    """A movie whose frames never change has no odd channel: ΔS is exactly 0."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (20, 40), dtype=np.uint8)
+    still = np.repeat(frame[None], 50, axis=0)
+    moving = rng.integers(0, 255, (4, 50, 20, 40), dtype=np.uint8)
+    est = EPEstimator(max_iterations=30, eval_every=10, **FAST)
+    est.fit(moving, dt=0.1)
+    assert np.all(est.stochastic_ep(still) == 0.0)
+
+
+# ---------------------------------------------------------------- API, stop, persistence
+def test_stochastic_ep_and_maps_of_a_new_movie(fitted, driven):
+    est, _ = fitted
+    movie = driven.movies[0][:200]
+    ep = est.stochastic_ep(movie)
+    maps = est.dissipation_map(movie)
+    assert ep.shape == (199,) and maps.shape == (199, 20, 40) and maps.dtype == np.float32
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), ep, rtol=1e-4, atol=1e-5)
+    density = est.ep_rate_density(movie)
+    assert density.shape == (20, 40)
+    assert density.sum() == pytest.approx(ep.mean() / driven.dt, rel=1e-4)
+
+
+def test_save_load_round_trip(fitted, driven, tmp_path):
+    est, _ = fitted
+    path = est.save(tmp_path / "model.pt")
+    loaded = load_estimator(path)
+    movie = driven.movies[1][:100]
+    np.testing.assert_array_equal(loaded.stochastic_ep(movie), est.stochastic_ep(movie))
+    assert loaded.dt == driven.dt and loaded.frame_shape == (20, 40)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_load_refuses_pickled_code(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "napari-dissipation-model/1", "config": "{}", "x": _Payload()}, path)
+    with pytest.raises(InputError, match="not a napari-dissipation model"):
+        load_estimator(path)
+    assert "pickled code ran" not in capsys.readouterr().out
+    (tmp_path / "junk.pt").write_bytes(b"not a model at all")
+    with pytest.raises(InputError, match="junk.pt"):
+        load_estimator(tmp_path / "junk.pt")
+
+
+def test_stop_request_ends_training_promptly(bead_spring_small):
+    est = EPEstimator(max_iterations=10**6, **FAST)
+    gen = est.fit_iter(bead_spring_small.movies, dt=0.01)
+    for _ in range(3):
+        next(gen)
+    est.request_stop()
+    records = 0
+    with pytest.raises(StopIteration) as done:
+        while True:
+            next(gen)
+            records += 1
+    result = done.value.value
+    assert records <= 1  # the record of the step that saw the request
+    assert result.stopped and result.iterations <= 40
+    assert np.isfinite(result.ep_rate)
+
+
+def test_seeded_runs_are_reproducible(bead_spring_small):
+    runs = [EPEstimator(max_iterations=60, eval_every=20, **FAST).fit(
+        bead_spring_small.movies, dt=0.01) for _ in range(2)]
+    assert runs[0].ep_rate == runs[1].ep_rate
+    np.testing.assert_array_equal(runs[0].stochastic_ep[2], runs[1].stochastic_ep[2])
+
+
+def test_progress_records(bead_spring_small):
+    seen = []
+    EPEstimator(max_iterations=50, eval_every=25, **FAST).fit(
+        bead_spring_small.movies, dt=0.01, progress=seen.append)
+    assert seen[-1].iteration == 50 and seen[-1].fraction == 1.0
+    assert any(p.evaluated and p.ep_rate is not None for p in seen)
+
+
+def test_options_reach_the_data_path(bead_spring_small):
+    est = EPEstimator(frames_per_input=3, stride=2, bin=2, max_iterations=20, eval_every=10,
+                      **FAST)
+    result = est.fit(bead_spring_small.movies, dt=0.01)
+    assert est.frame_shape == (10, 20)
+    assert result.stochastic_ep[0].shape == (149,)  # 150 strided frames
+    assert est.dissipation_map(bead_spring_small.movies[0]).shape == (149, 20, 40)
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "movies, message",
+    [
+        (np.zeros((10, 20)), "expected a \\(T, H, W\\) movie"),
+        (np.zeros((10, 20, 40, 3), np.uint8), "colour/channel axis"),
+        (np.zeros((1, 20, 40)), "too few"),
+        ([np.ones((10, 20, 40)), np.ones((10, 20, 30))], "differs from"),
+        (np.full((10, 20, 40), 7, np.uint8), "constant"),
+        (np.where(np.arange(8000).reshape(10, 20, 40) == 5, np.nan, 1.0)
+         + np.random.default_rng(0).random((10, 20, 40)), "NaN"),
+        ([], "no movies"),
+    ],
+)
+def test_bad_movies_are_refused(movies, message):
+    with pytest.raises(InputError, match=message):
+        EPEstimator(max_iterations=5, **FAST).fit(movies, dt=0.01)
+
+
+@pytest.mark.parametrize("dt", [0, -1, float("nan"), "soon"])
+def test_bad_dt_is_refused(bead_spring_small, dt):
+    with pytest.raises(InputError, match="dt must be"):
+        EPEstimator(**FAST).fit(bead_spring_small.movies, dt=dt)
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(InputError, match="frames_per_input"):
+        EPEstimator(frames_per_input=1)
+    with pytest.raises(InputError, match="validation_fraction"):
+        EPEstimator(validation_fraction=1.5)
+
+
+def test_wrong_frame_size_after_training(fitted):
+    est, _ = fitted
+    with pytest.raises(InputError, match="differs from"):
+        est.stochastic_ep(np.zeros((10, 20, 30), np.uint8))
+    with pytest.raises(InputError, match="not trained"):
+        EPEstimator().stochastic_ep(np.zeros((10, 20, 40)))
