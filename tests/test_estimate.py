@@ -138,8 +138,7 @@ def test_learns_the_driven_chain(driven, fitted):
     the full-size figures.
     """
     est, result = fitted
-    held = [m for m in range(driven.movies.shape[0])
-            if m not in _train_movies(result, driven)]
+    held = [m for m, _, _ in result.held_out]
     exact = driven.truth.step_ep[held].mean() / driven.dt
     assert result.ep_rate == pytest.approx(exact, rel=0.35)
     lo, hi = result.ep_rate_ci
@@ -150,13 +149,6 @@ def test_learns_the_driven_chain(driven, fitted):
     assert len(result.stochastic_ep) == 12
     assert result.stochastic_ep[0].shape == (999,)
     assert result.n_transitions == 12 * 999
-
-
-def _train_movies(result, sim):
-    """Movies whose stochastic EP was not used for the rate: re-derive the split."""
-    split = split_windows(np.full(sim.movies.shape[0], sim.movies.shape[1] - 1), 2,
-                          validation_fraction=0.25, rng=np.random.default_rng(0))
-    return {m for m, _ in split.train}
 
 
 def test_equilibrium_gives_zero():

@@ -41,6 +41,8 @@ class FitResult:
         Held-out windows the rate is measured on.
     held_out_by : str
         ``"movies"`` or ``"time blocks"``.
+    held_out : list of (int, int, int)
+        The held-out units as (movie index, first window, last window + 1).
     stochastic_ep : list of ndarray
         One (T_m − 1,) array per input movie: EP of each transition, k_B.
     history : list of dict
@@ -61,6 +63,7 @@ class FitResult:
     n_transitions: int
     n_held_out: int
     held_out_by: str
+    held_out: list
     stochastic_ep: list
     history: list
     seconds: float
@@ -85,6 +88,7 @@ class FitResult:
             "n_transitions": self.n_transitions,
             "n_held_out": self.n_held_out,
             "held_out_by": self.held_out_by,
+            "held_out": [list(u) for u in self.held_out],
             "seconds": self.seconds,
             "iterations": self.iterations,
             "best_iteration": self.best_iteration,
@@ -193,6 +197,7 @@ class EPEstimator:
             n_transitions=int(np.sum(data.lengths - 1)),
             n_held_out=int(sum(len(s) for _, s in split.held_out)),
             held_out_by=split.by,
+            held_out=[(int(m), int(st[0]), int(st[-1]) + 1) for m, st in split.held_out],
             stochastic_ep=[per_transition(e, cfg.frames_per_input) for e in eps],
             history=outcome.history, seconds=time.perf_counter() - t_start,
             iterations=outcome.iterations, best_iteration=outcome.best_iteration,
