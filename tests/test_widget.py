@@ -339,3 +339,23 @@ def test_objective_plot_range_survives_a_diverging_validation():
     lo, hi = objective_limits([-1.0, -0.9], [-0.95, -0.8])
     assert lo < -1.0 and hi > -0.8
     assert objective_limits([], []) is None
+
+
+def test_an_unexpected_engine_error_keeps_its_traceback(viewer_widget, qtbot, monkeypatch,
+                                                        caplog):
+    # torch fails with RuntimeError, which superqt's GeneratorWorker would swallow
+    from napari_dissipation.estimate import EPEstimator
+
+    def broken_fit_iter(self, movies, *, dt, names=None):
+        yield from ()
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(EPEstimator, "fit_iter", broken_fit_iter)
+    viewer, widget = viewer_widget
+    viewer.add_image(blob_movie(30), name="m", metadata={"dt": 0.1})
+    notes = Notes()
+    widget.train()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert any("unexpected RuntimeError: boom" in m for m in notes.messages)
+    assert "Traceback" in caplog.text and "broken_fit_iter" in caplog.text
+    assert widget.train_button.isEnabled() and widget.progress_bar.maximum() == 1000

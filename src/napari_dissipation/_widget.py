@@ -166,31 +166,55 @@ def _lower_thread_priority(nice: int = WORKER_NICE) -> None:
         pass
 
 
+class _JobError(Exception):
+    """Carries an exception out of a worker.
+
+    superqt's GeneratorWorker takes a ``RuntimeError`` from the generator for a deleted
+    Qt object: it only warns, and emits neither ``errored`` nor ``finished``.  torch
+    reports most failures as ``RuntimeError``, so the jobs wrap every unexpected
+    exception in this type; the widget unwraps it (``original``, with its traceback).
+    """
+
+    def __init__(self, original: BaseException):
+        super().__init__(str(original))
+        self.original = original
+
+
 def _train_job(est, movie, dt, name):
     """Worker body: train, then compute the trace and maps with the best weights."""
-    _lower_thread_priority()
-    gen = est.fit_iter(movie, dt=dt, names=[name])
-    while True:
-        try:
-            record = next(gen)
-        except StopIteration as stop:
-            fit = stop.value
-            break
-        yield record
-    yield "computing maps"
-    maps = est.dissipation_map(movie, name=name) if maps_fit(np.shape(movie)) else None
-    density = est.ep_rate_density(movie, dt=dt, name=name)
-    return fit, np.asarray(fit.stochastic_ep[0]), maps, density
+    try:
+        _lower_thread_priority()
+        gen = est.fit_iter(movie, dt=dt, names=[name])
+        while True:
+            try:
+                record = next(gen)
+            except StopIteration as stop:
+                fit = stop.value
+                break
+            yield record
+        yield "computing maps"
+        maps = est.dissipation_map(movie, name=name) if maps_fit(np.shape(movie)) else None
+        density = est.ep_rate_density(movie, dt=dt, name=name)
+        return fit, np.asarray(fit.stochastic_ep[0]), maps, density
+    except InputError:
+        raise
+    except Exception as exc:
+        raise _JobError(exc) from exc
 
 
 def _estimate_job(est, movie, dt, name):
     """Worker body: EP trace, rate and maps of a movie with an already trained estimator."""
-    _lower_thread_priority()
-    ep = est.stochastic_ep(movie, name=name)
-    rate = est.ep_rate(movie, dt=dt, name=name)
-    maps = est.dissipation_map(movie, name=name) if maps_fit(np.shape(movie)) else None
-    density = est.ep_rate_density(movie, dt=dt, name=name)
-    return np.asarray(ep), float(rate), maps, density
+    try:
+        _lower_thread_priority()
+        ep = est.stochastic_ep(movie, name=name)
+        rate = est.ep_rate(movie, dt=dt, name=name)
+        maps = est.dissipation_map(movie, name=name) if maps_fit(np.shape(movie)) else None
+        density = est.ep_rate_density(movie, dt=dt, name=name)
+        return np.asarray(ep), float(rate), maps, density
+    except InputError:
+        raise
+    except Exception as exc:
+        raise _JobError(exc) from exc
 
 
 class DissipationWidget(QWidget):
@@ -712,6 +736,8 @@ class DissipationWidget(QWidget):
 
     def _on_error(self, exc: BaseException) -> None:
         what = self._what or "Run"
+        if isinstance(exc, _JobError):
+            exc = exc.original
         if isinstance(exc, InputError):
             show_error(f"{what} failed: {exc}")
         else:
