@@ -233,7 +233,6 @@ class DissipationWidget(QWidget):
         self.outputs: _Outputs | None = None
         self.worker = None
         self._movie_layer: Image | None = None
-        self._dt_user_set = False
         self._connected_layers: list = []
         self.map_layer: Image | None = None
         self.density_layer: Image | None = None
@@ -471,7 +470,6 @@ class DissipationWidget(QWidget):
         many = self.time_axis_combo.count() > 1
         self.time_axis_combo.setVisible(many)
         self.time_axis_label.setVisible(many)
-        self._dt_user_set = False
         self._update_dt_from_layer()
         self._update_layer_status()
         self._update_buttons()
@@ -539,7 +537,6 @@ class DissipationWidget(QWidget):
             self.dt_source.setText("enter it")
 
     def _on_dt_edited(self, text: str) -> None:
-        self._dt_user_set = True
         self.dt_source.setText("set by you")
 
     def dt(self) -> float:
