@@ -24,6 +24,9 @@ from napari_dissipation.estimate.stats import (
 )
 
 FAST = dict(threads=1, seed=0)
+#: Learning tests train the global part alone: five times faster per step on a CPU, and the
+#: convolutional part (on by default) is covered by the exactness tests and the benchmark.
+LEARN = dict(FAST, channels=0)
 
 
 # ---------------------------------------------------------------- objective and network
@@ -125,7 +128,7 @@ def driven():
 
 @pytest.fixture(scope="module")
 def fitted(driven):
-    est = EPEstimator(max_seconds=25, max_iterations=4000, **FAST)
+    est = EPEstimator(max_seconds=25, max_iterations=4000, **LEARN)
     result = est.fit(driven.movies, dt=driven.dt)
     return est, result
 
@@ -155,7 +158,8 @@ def test_equilibrium_gives_zero():
     """No driving: the interval contains 0 and |rate| < 5% of the driven chain's 2.025."""
     sim = simulate.bead_spring(n_beads=2, t_cold=3.0, t_hot=3.0, n_movies=8, n_frames=1000,
                                dt=0.01, seed=5)
-    result = EPEstimator(max_seconds=12, max_iterations=2000, **FAST).fit(sim.movies, dt=sim.dt)
+    result = EPEstimator(max_seconds=12, max_iterations=2000, **LEARN).fit(sim.movies,
+                                                                           dt=sim.dt)
     lo, hi = result.ep_rate_ci
     assert lo <= 0.0 <= hi
     assert abs(result.ep_rate) < 0.05 * 2.025
