@@ -6,12 +6,30 @@ import sys
 import time
 
 from ..errors import InputError
-from ..io import MovieFile, read_movie
+from ..io import MovieFile
+from ..io import read_movies as _read_movies
 
 
-def read_movies(paths) -> list[MovieFile]:
-    """Open every movie lazily; the first bad file ends the command with its message."""
-    return [read_movie(p) for p in paths]
+def read_movies(paths, args=None) -> list[MovieFile]:
+    """Open every movie lazily; the first bad file ends the command with its message.
+
+    Folders and globs of TIFFs are expanded; ``args`` (the parsed command line) supplies
+    ``--channel``, ``--z``, ``--series`` and ``--roi`` when the subcommand has them.
+    """
+    pick = {k: getattr(args, k, None) for k in ("channel", "z", "series", "roi")}
+    return _read_movies(paths, **pick)
+
+
+def add_selection_arguments(parser) -> None:
+    """Add ``--channel``, ``--z``, ``--series`` and ``--roi`` (what to read from each file)."""
+    g = parser.add_argument_group("what to read from each file")
+    g.add_argument("--channel", type=int, default=None, metavar="N",
+                   help="channel (or colour sample) of multi-channel files")
+    g.add_argument("--z", type=int, default=None, metavar="N", help="z-plane of 3-D movies")
+    g.add_argument("--series", "--position", type=int, default=None, metavar="N",
+                   help="series (OME image, stage position) of files holding several")
+    g.add_argument("--roi", default=None, metavar="Y0:Y1,X0:X1",
+                   help="crop every frame to rows Y0:Y1 and columns X0:X1 before use")
 
 
 def choose_dt(flag: float | None, movies: list[MovieFile]) -> tuple[float, str]:

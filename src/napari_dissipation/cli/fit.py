@@ -14,7 +14,7 @@ import csv
 from pathlib import Path
 
 from ..errors import InputError
-from ._common import ProgressLine, choose_dt, read_movies
+from ._common import ProgressLine, add_selection_arguments, choose_dt, read_movies
 
 MODEL_FILE = "model.pt"
 
@@ -25,7 +25,8 @@ def register(subparsers) -> None:
         "fit", help="train the estimator on movies and write the EP rate, its interval and "
         "the stochastic EP of every transition",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("movies", nargs="+", metavar="MOVIE", help="(T, H, W) TIFF or .npy movies")
+    p.add_argument("movies", nargs="+", metavar="MOVIE",
+                   help="movies: TIFF, OME-TIFF, ImageJ, .npy, Zarr; folders or globs of TIFFs")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to create")
     p.add_argument("--dt", type=float, default=None,
                    help="seconds per frame (default: from the file metadata)")
@@ -40,6 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_selection_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -50,7 +52,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists():
         raise InputError(f"{out}: already exists; choose another --out (earlier runs are kept)")
-    movies = read_movies(args.movies)
+    movies = read_movies(args.movies, args)
     dt, dt_source = choose_dt(args.dt, movies)
     est = EPEstimator(frames_per_input=args.frames_per_input, max_seconds=args.max_seconds,
                       max_iterations=args.max_iterations, batch_size=args.batch_size,
@@ -65,7 +67,8 @@ def run(args) -> int:
     names = [str(m.path) for m in movies]
     with atomic_output(out, directory=True, overwrite=False) as tmp:
         summary = result.summary()
-        summary.update(dt_source=dt_source, movies=names, model=MODEL_FILE)
+        summary.update(dt_source=dt_source, movies=names, model=MODEL_FILE,
+                       selection=movies[0].selection)
         write_json(tmp / "summary.json", summary)
         write_json(tmp / "config.json", est.config_dict())
         write_stochastic_ep_csv(tmp / "stochastic_ep.csv", result.stochastic_ep,

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
-from ._common import read_movies
+from ._common import add_selection_arguments, read_movies
 from .fit import MODEL_FILE
 
 
@@ -21,12 +21,13 @@ def register(subparsers) -> None:
         "map", help="dissipation maps of a movie from a trained run",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("run", metavar="RUN", help="run folder written by `fit` (or a model.pt file)")
-    p.add_argument("movie", metavar="MOVIE", help="(T, H, W) TIFF or .npy movie")
+    p.add_argument("movie", metavar="MOVIE", help="movie: TIFF, OME-TIFF, ImageJ, .npy or Zarr")
     p.add_argument("--out", required=True, metavar="MAPS.tif", help="per-transition maps TIFF")
     p.add_argument("--dt", type=float, default=None,
                    help="seconds per frame for the averaged map (default: the run's)")
     p.add_argument("--mean-only", action="store_true",
                    help="write only the averaged map (streams; for long movies)")
+    add_selection_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -44,7 +45,10 @@ def run(args) -> int:
     if not run_path.exists():
         raise InputError(f"{run_path}: no such run folder")
     est = load_estimator(model)
-    (movie,) = read_movies([args.movie])
+    movies = read_movies([args.movie], args)
+    if len(movies) != 1:
+        raise InputError(f"{args.movie}: holds {len(movies)} movies; `map` takes one")
+    (movie,) = movies
     dt = args.dt if args.dt is not None else (est.dt or movie.dt)
     if dt is None or dt <= 0:
         raise InputError(f"{args.movie}: no usable dt; give --dt SECONDS")
