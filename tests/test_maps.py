@@ -1,0 +1,145 @@
+"""Dissipation maps: exact split of ΔS_θ over pixels, movie grid, CLI, and where EP lies.
+
+Exactness is checked with random weights (every parameter and buffer of a fitted network
+replaced by random values), where nothing cancels by luck.  The learning tests are small
+(a few thousand transitions, a fixed number of training steps, threads=1) and their
+tolerances loose, but each proves the property it names: the driven half of a mosaic
+dominates the map, the driven sites of a filament network stand out.  Full-size figures are
+in ``benchmarks/bench_maps.py`` and ``docs/maps.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_dissipation import EPEstimator, simulate
+from napari_dissipation.cli import main as cli_main
+from napari_dissipation.maps import dissipation_map, ep_rate_density, iter_window_maps
+
+TINY = dict(threads=1, seed=0, max_iterations=2, eval_every=1, eval_windows=64)
+
+
+def _randomise(est: EPEstimator, seed: int) -> EPEstimator:
+    """Perturb every parameter and buffer of the fitted network with random values."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in est.model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.3)
+        est.model.modes.add_(torch.randn(est.model.modes.shape, generator=gen) * 0.05)
+        est.model.mean_frame.add_(torch.randn(est.model.mean_frame.shape, generator=gen) * 0.1)
+    return est
+
+
+def _assert_sums(maps_sum: np.ndarray, target: np.ndarray, rel: float = 1e-4) -> None:
+    """``maps_sum`` equals ``target`` within ``rel`` of target's scale (float32 network)."""
+    target = np.asarray(target, dtype=np.float64)
+    scale = np.abs(target).max()
+    assert scale > 1e-3, "random weights should give a ΔS_θ far from zero"
+    np.testing.assert_allclose(maps_sum, target, rtol=rel, atol=rel * scale)
+
+
+@pytest.fixture(scope="module")
+def random_estimators(bead_spring_small):
+    """Estimators (k = 2 and 3, bin 1 and 2) with random weights, fitted on 20 x 40 movies."""
+    movies = bead_spring_small.movies[:, :120]
+    out = {}
+    for k, b in ((2, 1), (3, 1), (2, 2)):
+        est = EPEstimator(frames_per_input=k, bin=b, **TINY)
+        est.fit(movies, dt=bead_spring_small.dt)
+        out[k, b] = _randomise(est, seed=10 * k + b)
+    return out
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_maps_sum_to_stochastic_ep_and_rate(random_estimators, bead_spring_small, k):
+    est = random_estimators[k, 1]
+    movie = bead_spring_small.movies[3, :90]
+    # window maps: the share of each pixel sums to ΔS_θ of the window
+    window_maps = np.concatenate([m for _, m in iter_window_maps(est, movie, batch=16)])
+    assert window_maps.shape == (90 - k + 1, 20, 40)
+    _assert_sums(window_maps.sum(axis=(1, 2)), est.window_ep(movie))
+    # per-transition maps sum to the stochastic EP of each transition
+    maps = est.dissipation_map(movie)
+    assert maps.shape == (89, 20, 40) and maps.dtype == np.float32
+    np.testing.assert_array_equal(maps, dissipation_map(est, movie))
+    _assert_sums(maps.sum(axis=(1, 2), dtype=np.float64), est.stochastic_ep(movie))
+    # the averaged map is an EP-rate density: it sums to the movie's rate (k_B/s)
+    density = est.ep_rate_density(movie)
+    assert density.shape == (20, 40)
+    np.testing.assert_allclose(density, ep_rate_density(est, movie, dt=bead_spring_small.dt))
+    rate = est.ep_rate(movie)
+    assert abs(density.sum() - rate) <= 1e-4 * max(abs(rate), np.abs(density).sum())
+    # and the average of the per-transition maps over time, per second, is that density
+    # (k = 2: one window per transition)
+    if k == 2:
+        np.testing.assert_allclose(maps.mean(axis=0, dtype=np.float64) / bead_spring_small.dt,
+                                   density, rtol=1e-4, atol=1e-4 * np.abs(density).max())
+
+
+def test_binned_maps_are_on_the_movie_grid_and_keep_the_sum(random_estimators,
+                                                            bead_spring_small):
+    est = random_estimators[2, 2]
+    movie = bead_spring_small.movies[3, :60]
+    maps = est.dissipation_map(movie)
+    assert maps.shape == (59, 20, 40)  # the movie's grid, not the 10 x 20 binned one
+    _assert_sums(maps.sum(axis=(1, 2), dtype=np.float64), est.stochastic_ep(movie))
+    # each binned cell's share is spread evenly over its 2 x 2 pixels
+    cells = maps.reshape(59, 10, 2, 20, 2)
+    np.testing.assert_allclose(cells, np.broadcast_to(cells[:, :, :1, :, :1], cells.shape),
+                               rtol=1e-6, atol=1e-9)
+    density = est.ep_rate_density(movie)
+    assert density.shape == (20, 40)
+    assert density.sum() == pytest.approx(est.ep_rate(movie), rel=1e-4, abs=1e-6)
+
+
+def test_binned_map_with_a_leftover_row_and_column(bead_spring_small):
+    movie = bead_spring_small.movies[:, :80, :19, :39]  # bin 2 drops the last row and column
+    est = EPEstimator(bin=2, **TINY)
+    est.fit(movie, dt=0.01)
+    _randomise(est, seed=5)
+    maps = est.dissipation_map(movie[0])
+    assert maps.shape == (79, 19, 39)
+    assert np.all(maps[:, 18, :] == 0) and np.all(maps[:, :, 38] == 0)
+    _assert_sums(maps.sum(axis=(1, 2), dtype=np.float64), est.stochastic_ep(movie[0]))
+
+
+def test_cli_map_writes_stack_and_mean(random_estimators, bead_spring_small, tmp_path):
+    est = random_estimators[2, 1]
+    model = est.save(tmp_path / "model.pt")
+    movie = np.ascontiguousarray(bead_spring_small.movies[2, :50])
+    np.save(tmp_path / "movie.npy", movie)
+    out = tmp_path / "maps.tif"
+    assert cli_main(["map", str(model), str(tmp_path / "movie.npy"), "--out", str(out)]) == 0
+    maps = tifffile.imread(out)
+    mean = tifffile.imread(tmp_path / "maps.mean.tif")
+    assert maps.shape == (49, 20, 40) and maps.dtype == np.float32
+    assert mean.shape == (20, 40) and mean.dtype == np.float32
+    _assert_sums(maps.sum(axis=(1, 2), dtype=np.float64), est.stochastic_ep(movie))
+    assert mean.sum(dtype=np.float64) == pytest.approx(est.ep_rate(movie), rel=1e-4, abs=1e-5)
+
+
+# ---------------------------------------------------------------- where the EP lies
+def test_mosaic_driven_region_dominates_the_map():
+    """Driven 2-bead chain beside an equilibrium one: the map's EP lies in the driven half.
+
+    4,000 training transitions and 400 steps (15-20 s on one core, longer on a loaded
+    machine), measured on an independent movie.  So short a training underestimates the
+    rate (NEEP's estimate grows towards the truth with training), so the test asks only
+    where the EP lies: >= 80% of the map's positive part in the driven region, a clearly
+    positive driven integral and an equilibrium integral below a quarter of it.  The
+    full-size figures (>= 90% and each region within 15%) are in docs/maps.md.
+    """
+    sim = simulate.mosaic(n_movies=4, n_frames=1000, seed=0)
+    test = simulate.mosaic(n_movies=1, n_frames=3000, seed=1)
+    est = EPEstimator(threads=1, seed=0, max_iterations=400, eval_every=100)
+    est.fit(sim.movies, dt=sim.dt)
+    density = est.ep_rate_density(test.movies[0])
+    driven, equilibrium = test.truth.regions
+    positive = np.clip(density, 0, None)
+    assert positive[driven.mask].sum() >= 0.8 * positive.sum()
+    driven_rate = density[driven.mask].sum()
+    assert driven_rate > 0.1 * driven.ep_rate
+    assert abs(density[equilibrium.mask].sum()) < 0.25 * driven_rate
