@@ -17,10 +17,19 @@ from .objective import neep_objective, safe_exp_neg
 
 __all__ = ["refit_readout"]
 
+#: Rows of the feature matrix handled at once.
+CHUNK = 8192
+
 
 def _objective(features: torch.Tensor, theta: torch.Tensor, theta0: torch.Tensor,
-               ridge: float) -> torch.Tensor:
-    return neep_objective(features @ theta) - 0.5 * ridge * torch.sum((theta - theta0) ** 2)
+               ridge: float) -> float:
+    ep = _matvec(features, theta)
+    return float(neep_objective(ep)) - 0.5 * ridge * float(torch.sum((theta - theta0) ** 2))
+
+
+def _matvec(features: torch.Tensor, theta: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
+    return torch.cat([features[a: a + chunk].double() @ theta
+                      for a in range(0, len(features), chunk)])
 
 
 @torch.no_grad()
@@ -33,7 +42,8 @@ def refit_readout(model, features: torch.Tensor, *, ridge: float = 1e-3,
     model : EPNet
         Updated in place.
     features : Tensor, shape (N, P)
-        ``model.readout_features`` of training windows (float64 preferred).
+        ``model.readout_features`` of training windows (float32 is enough: sums are
+        accumulated in float64, a chunk of rows at a time, to bound memory).
     ridge : float
         Penalty ``ridge · <ΔS²> · |θ − θ_0|² / 2`` on the distance from the current
         parameters θ_0: it keeps the step well posed and limits fitting of noise.
@@ -44,21 +54,23 @@ def refit_readout(model, features: torch.Tensor, *, ridge: float = 1e-3,
     dict
         ``before``/``after`` objective on the given windows and the number of steps.
     """
-    f = features.double()
     theta0 = model.readout_params().double()
     theta = theta0.clone()
-    scale = float(torch.mean((f @ theta0) ** 2).clamp_min(1e-8))
+    n = len(features)
+    scale = float(torch.mean(_matvec(features, theta0) ** 2).clamp_min(1e-8))
     lam = ridge * scale
-    current = float(_objective(f, theta, theta0, lam))
-    before = current
-    eye = torch.eye(len(theta), dtype=f.dtype)
+    current = before = _objective(features, theta, theta0, lam)
+    eye = torch.eye(len(theta), dtype=torch.float64)
     steps = 0
     for _ in range(max_steps):
         steps += 1
-        ep = f @ theta
-        w = safe_exp_neg(ep)
-        grad = (f * (1.0 + w)[:, None]).mean(dim=0) - lam * (theta - theta0)
-        hess = (f * w[:, None]).T @ f / len(f) + lam * eye
+        grad = -lam * (theta - theta0)
+        hess = lam * eye
+        for a in range(0, n, CHUNK):
+            f = features[a: a + CHUNK].double()
+            w = safe_exp_neg(f @ theta)
+            grad += (f * (1.0 + w)[:, None]).sum(dim=0) / n
+            hess += (f * w[:, None]).T @ f / n
         try:
             step = torch.linalg.solve(hess, grad)
         except RuntimeError:
@@ -66,7 +78,7 @@ def refit_readout(model, features: torch.Tensor, *, ridge: float = 1e-3,
         t = 1.0
         while t > 1e-4:
             trial = theta + t * step
-            value = float(_objective(f, trial, theta0, lam))
+            value = _objective(features, trial, theta0, lam)
             if np.isfinite(value) and value >= current:
                 break
             t *= 0.5
