@@ -464,7 +464,8 @@ class _TiffPlanes:
         self.inner_shape = tuple(inner_shape)
 
     @classmethod
-    def _handle(cls, path):
+    def _handle(cls, path, tif=None):
+        """The open TiffFile of ``path`` and its lock; ``tif``, if given, is adopted."""
         import threading
 
         import tifffile
@@ -475,8 +476,15 @@ class _TiffPlanes:
         key = (os.getpid(), os.path.abspath(path), st.st_ino, st.st_mtime_ns, st.st_size)
         with cls._lock:
             entry = cls._open.pop(key, None)
-            if entry is None:
-                entry = (tifffile.TiffFile(path), threading.Lock())
+            if entry is not None and tif is not None:
+                tif.close()
+            elif entry is None:
+                if tif is None:  # opened afresh (another process, or closed): check it again
+                    with _tifffile_log() as log:
+                        tif = tifffile.TiffFile(path)
+                        len(tif.pages)
+                    _refuse_corrupt(path, log)
+                entry = (tif, threading.Lock())
             cls._open[key] = entry  # most recently used last
             while len(cls._open) > cls.max_open:
                 old_key = next(iter(cls._open))
@@ -486,16 +494,13 @@ class _TiffPlanes:
             return entry
 
     def __call__(self, t: int) -> np.ndarray:
-        with _tifffile_log() as log:
-            tif, lock = self._handle(self.path)
-        _refuse_corrupt(self.path, log)
-        with lock, _tifffile_log() as log:
+        tif, lock = self._handle(self.path)
+        with lock:
             page = tif.series[self.series][int(self.pages[t])]
             if page is None:
                 raise InputError(f"{self.path}: plane {int(self.pages[t])} of the series is "
                                  "missing (truncated or corrupt file)")
             plane = page.asarray(maxworkers=1)
-        _refuse_corrupt(self.path, log)
         return plane.reshape(self.inner_shape)[self.inner_index]
 
 
@@ -506,12 +511,8 @@ def _tifffile_log():
 
     log = logging.getLogger("tifffile")
     messages: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record):
-            messages.append(record.getMessage().splitlines()[0])
-
-    handler = _Collect(level=logging.WARNING)
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage().splitlines()[0])
     old_propagate = log.propagate
     log.addHandler(handler)
     log.propagate = False
@@ -527,7 +528,9 @@ def _read_tiff(path: Path, *, channel, z, series) -> MovieFile:
 
     size = path.stat().st_size
     try:
-        with _tifffile_log() as log, tifffile.TiffFile(path) as tif:
+        with _tifffile_log() as log, contextlib.ExitStack() as stack:
+            tif = tifffile.TiffFile(path)
+            stack.callback(tif.close)
             all_series = [s for s in tif.series if s.shape]
             if not all_series:
                 _refuse_corrupt(path, log)
@@ -553,6 +556,9 @@ def _read_tiff(path: Path, *, channel, z, series) -> MovieFile:
             dt, pixel_size, pixel_unit, origin = _tiff_metadata(tif, ser, s_index, selection)
             data = _tiff_data(path, tif, ser, tif.series.index(ser), index, size, log)
             _refuse_corrupt(path, log)
+            if isinstance(data, LazyMovie):  # keep the parsed file open for the frame reads
+                stack.pop_all()
+                _TiffPlanes._handle(str(path), tif)
     except InputError:
         raise
     except Exception as exc:
