@@ -32,7 +32,7 @@ def iter_window_maps(est, movie, *, name: str = "movie", batch: int = 512):
         for a in range(0, n_windows, batch):
             starts = np.arange(a, min(a + batch, n_windows))
             x = batch_tensor(data, np.zeros(len(starts), dtype=int), starts, est.norm, device)
-            maps = model.pixel_contributions(x).double().cpu().numpy()
+            maps = model.pixel_contributions(x).cpu().numpy()
             yield a, _to_movie_grid(maps, est.config.bin, data.raw_frame_shape)
 
 
@@ -40,7 +40,7 @@ def _to_movie_grid(maps: np.ndarray, b: int, raw_shape: tuple[int, int]) -> np.n
     if b == 1:
         return maps
     spread = np.repeat(np.repeat(maps, b, axis=-2), b, axis=-1) / (b * b)
-    out = np.zeros(maps.shape[:-2] + tuple(raw_shape))
+    out = np.zeros(maps.shape[:-2] + tuple(raw_shape), dtype=maps.dtype)
     out[..., : spread.shape[-2], : spread.shape[-1]] = spread
     return out
 
@@ -58,8 +58,8 @@ def dissipation_map(est, movie, *, name: str = "movie") -> np.ndarray:
     if k == 2:
         return window_maps.astype(np.float32)
     n_trans = len(window_maps) + k - 2
-    total = np.zeros((n_trans,) + window_maps.shape[1:])
-    count = np.zeros(n_trans)
+    total = np.zeros((n_trans,) + window_maps.shape[1:], dtype=np.float32)
+    count = np.zeros(n_trans, dtype=np.float32)
     for j in range(k - 1):
         total[j: j + len(window_maps)] += window_maps / (k - 1)
         count[j: j + len(window_maps)] += 1
@@ -78,7 +78,7 @@ def ep_rate_density(est, movie, *, dt: float | None = None, name: str = "movie")
     total = None
     n = 0
     for _, maps in iter_window_maps(est, movie, name=name):
-        s = maps.sum(axis=0)
+        s = maps.sum(axis=0, dtype=np.float64)
         total = s if total is None else total + s
         n += len(maps)
     return total / n / est._rate_scale(dt)

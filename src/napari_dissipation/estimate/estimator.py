@@ -310,7 +310,9 @@ def load_estimator(path, *, device: str = "auto") -> EPEstimator:
             raise ValueError("not a napari-dissipation model")
         cfg = json.loads(blob["config"])
     except Exception as exc:
-        raise InputError(f"{path}: not a napari-dissipation model file ({exc})") from None
+        # torch's own message suggests weights_only=False, exactly what must not be done.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a napari-dissipation model file ({reason[:120]})") from None
     options = dict(cfg["options"], device=device)
     est = EPEstimator(**options)
     model = _build_model(est.config, tuple(cfg["frame_shape"]))

@@ -179,7 +179,11 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     # which smooths the noise that single NEEP steps leave in them.
     average = torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(EMA_DECAY))
-    best_obj, best_iter, best_state = -np.inf, 0, copy.deepcopy(model.state_dict())
+    # The starting point, ΔS ≡ 0 (objective −1), is the first candidate: a network that
+    # never beats it on held-out data has learnt nothing that generalises, and then the
+    # estimate is zero rather than an overfitted, confidently wrong rate.
+    best_obj, best_iter, best_state = _evaluate(model, data, eval_units, norm, device)[0], 0, \
+        copy.deepcopy(model.state_dict())
     val_obj = rate = None
     bad_evals = 0
     history = []
@@ -216,7 +220,7 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
         evaluated = False
         # A stop skips the evaluation unless none was made yet (then the weights kept
         # would be the random initial ones).
-        if (it % cfg.eval_every == 0 or done) and (reason != "stopped" or best_iter == 0):
+        if (it % cfg.eval_every == 0 or done) and (reason != "stopped" or not history):
             val_obj, mean_ep = _evaluate(average.module, data, eval_units, norm, device)
             rate = mean_ep / rate_scale
             evaluated = True
