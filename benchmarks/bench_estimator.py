@@ -159,13 +159,14 @@ def _profile(threads: int) -> list:
 
 
 CASES = {
-    "l1000": lambda a: run_case("l1000", max_seconds=a.seconds or 540, threads=a.threads),
-    "l10000": lambda a: run_case("l10000", n_frames=10000, max_seconds=a.seconds or 1500,
-                                 threads=a.threads),
-    "five-beads": lambda a: run_case("five-beads", n_beads=5, max_seconds=a.seconds or 540,
-                                     threads=a.threads, n_modes=24),
-    "equilibrium": lambda a: run_case("equilibrium", t_cold=3.0, t_hot=3.0,
-                                      max_seconds=a.seconds or 300, threads=a.threads),
+    "l1000": lambda a, **o: run_case("l1000", max_seconds=a.seconds or 540, threads=a.threads,
+                                     **o),
+    "l10000": lambda a, **o: run_case("l10000", n_frames=10000, max_seconds=a.seconds or 1500,
+                                      threads=a.threads, **o),
+    "five-beads": lambda a, **o: run_case("five-beads", n_beads=5, max_seconds=a.seconds or 540,
+                                          threads=a.threads, **{"n_modes": 24, **o}),
+    "equilibrium": lambda a, **o: run_case("equilibrium", t_cold=3.0, t_hot=3.0,
+                                           max_seconds=a.seconds or 300, threads=a.threads, **o),
 }
 
 
@@ -176,27 +177,34 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=None, help="fit budget override")
     parser.add_argument("--force", action="store_true", help="run even if the result exists")
+    parser.add_argument("--channels", type=int, default=None,
+                        help="width of the convolutional part (0: global part only)")
+    parser.add_argument("--tag", default="", help="suffix of the result file names")
     args = parser.parse_args()
+    extra = {} if args.channels is None else {"channels": args.channels}
     OUT.mkdir(parents=True, exist_ok=True)
     if args.case == "coverage":
         for i in range(10):
-            path = OUT / f"coverage_{i}.json"
+            path = OUT / f"coverage{args.tag}_{i}.json"
             if path.exists() and not args.force:
                 continue
             res = run_case(f"coverage_{i}", n_movies=20, n_frames=1000, seed=100 + i,
                            max_seconds=args.seconds or 60, threads=args.threads,
-                           test_movies=0)
+                           test_movies=0, **extra)
             path.write_text(json.dumps(res, indent=2))
             print(json.dumps(res))
-        hits = [json.loads((OUT / f"coverage_{i}.json").read_text())["exact_in_ci"]
-                for i in range(10) if (OUT / f"coverage_{i}.json").exists()]
+        files = [OUT / f"coverage{args.tag}_{i}.json" for i in range(10)]
+        hits = [json.loads(f.read_text())["exact_in_ci"] for f in files if f.exists()]
         print(f"coverage: exact rate inside the 95% interval in {sum(hits)} of {len(hits)}")
         return
-    path = OUT / f"{args.case}.json"
+    path = OUT / f"{args.case}{args.tag}.json"
     if path.exists() and not args.force:
         print(path.read_text())
         return
-    res = throughput(args.threads) if args.case == "throughput" else CASES[args.case](args)
+    if args.case == "throughput":
+        res = throughput(args.threads)
+    else:
+        res = CASES[args.case](args, **extra)
     path.write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
 
