@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 from ..errors import InputError
@@ -76,6 +77,10 @@ def run(args) -> int:
         est.save(tmp / MODEL_FILE)
         _write_history(tmp / "history.csv", result.history)
     lo, hi = result.ep_rate_ci
+    if not result.learnt:
+        print("note: no trained network did better than ΔS = 0 on the held-out data; the rate "
+              "0 means nothing was learnt (more data or a longer budget may help), not that "
+              "the movie is certainly at equilibrium", file=sys.stderr)
     print(f"EP rate {result.ep_rate:.4g} k_B/s (95% CI {lo:.4g} to {hi:.4g}) on "
           f"{result.n_held_out} held-out transitions ({result.held_out_by}); wrote {out}/")
     return 0

@@ -74,6 +74,16 @@ class FitResult:
     config: dict = field(default_factory=dict)
 
     @property
+    def learnt(self) -> bool:
+        """False when no trained network beat ΔS ≡ 0 on the held-out data.
+
+        The rate is then exactly 0 with a zero-width interval, which means "nothing was
+        learnt that generalises" (too little data, too much noise, too short a budget),
+        not "certainly no entropy production".
+        """
+        return self.best_iteration > 0
+
+    @property
     def stopped(self) -> bool:
         """True when a stop request ended training."""
         return self.stop_reason == "stopped"
@@ -93,6 +103,7 @@ class FitResult:
             "iterations": self.iterations,
             "best_iteration": self.best_iteration,
             "stop_reason": self.stop_reason,
+            "learnt": self.learnt,
             "ci": self.ci_info,
         }
 
