@@ -124,11 +124,11 @@ def throughput(threads: int = 2, seconds: float = 20.0) -> dict:
     from napari_dissipation.estimate.model import EPNet
 
     results = {}
-    for label, channels in (("ours (default)", EPNet(frames_per_input=2, frame_shape=(20, 40))),
-                            ("ours, global part only",
-                             EPNet(frames_per_input=2, frame_shape=(20, 40), channels=0)),
-                            ("reference (published recipe)", Reference())):
-        results[label] = rate(channels)
+    for label, network in (("ours (default)", EPNet(frames_per_input=2, frame_shape=(20, 40))),
+                           ("ours, global part only",
+                            EPNet(frames_per_input=2, frame_shape=(20, 40), channels=0)),
+                           ("reference (published recipe)", Reference())):
+        results[label] = rate(network)
     ref = results["reference (published recipe)"]
     profile = _profile(threads)
     return {"case": "throughput", "threads": threads, "batch_size": 256,

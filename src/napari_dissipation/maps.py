@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .estimate.stats import per_transition
 from .estimate.train import batch_tensor
 
 __all__ = ["dissipation_map", "ep_rate_density", "iter_window_maps"]
@@ -52,18 +53,9 @@ def dissipation_map(est, movie, *, name: str = "movie") -> np.ndarray:
     ``est.stochastic_ep(movie)[t]``.  With k > 2 frames per input a transition gets the
     mean share ``map / (k − 1)`` of the windows that contain it.
     """
-    k = est.config.frames_per_input
     chunks = [maps for _, maps in iter_window_maps(est, movie, name=name)]
-    window_maps = np.concatenate(chunks)
-    if k == 2:
-        return window_maps.astype(np.float32)
-    n_trans = len(window_maps) + k - 2
-    total = np.zeros((n_trans,) + window_maps.shape[1:], dtype=np.float32)
-    count = np.zeros(n_trans, dtype=np.float32)
-    for j in range(k - 1):
-        total[j: j + len(window_maps)] += window_maps / (k - 1)
-        count[j: j + len(window_maps)] += 1
-    return (total / count[:, None, None]).astype(np.float32)
+    window_maps = np.concatenate(chunks).astype(np.float32, copy=False)
+    return per_transition(window_maps, est.config.frames_per_input)
 
 
 def ep_rate_density(est, movie, *, dt: float | None = None, name: str = "movie") -> np.ndarray:

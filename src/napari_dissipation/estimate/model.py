@@ -128,21 +128,28 @@ class EPNet(nn.Module):
     def force(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Force field Φ and odd channels, both (B, n_odd, H, W), of inputs (B, k, H, W)."""
         even, odd = self._channels(x)
-        b = x.shape[0]
-        coords = self.coords.expand(b, -1, -1, -1)
-        if self.conv is None:
-            local = 0.0
-        else:
-            local = self.conv(torch.cat([even, coords], dim=1))
-        if self.conv is not None and self.n_down:
-            # Spread each feature cell evenly over the pixels it stands for.
-            scale = 2 ** self.n_down
-            local = local.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
-            local = local[:, :, : self.frame_shape[0], : self.frame_shape[1]]
-        z = torch.einsum("bepq,kpq->bek", even - 2.0 * self.mean_frame, self.modes).flatten(1)
-        g = (self.g_linear(z) + self.g_hidden(z)).view(b, self.n_odd, self.n_modes)
+        local = 0.0 if self.conv is None else self._conv_on_pixels(even, self.conv)
+        z = self._state(even)
+        g = (self.g_linear(z) + self.g_hidden(z)).view(x.shape[0], self.n_odd, self.n_modes)
         global_force = torch.einsum("bok,kpq->bopq", g, self.modes)
         return local + global_force, odd
+
+    def _state(self, even: torch.Tensor) -> torch.Tensor:
+        """Projection of the even channels on the global patterns, (B, n_even · K)."""
+        return torch.einsum("bepq,kpq->bek", even - 2.0 * self.mean_frame, self.modes).flatten(1)
+
+    def _conv_on_pixels(self, even: torch.Tensor, layers: nn.Module) -> torch.Tensor:
+        """``layers`` of the convolutional part on the even channels, back on the pixel grid.
+
+        Each feature cell's value is spread evenly over the pixels it stands for.
+        """
+        coords = self.coords.expand(even.shape[0], -1, -1, -1)
+        f = layers(torch.cat([even, coords], dim=1))
+        if self.n_down:
+            scale = 2 ** self.n_down
+            f = f.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+            f = f[:, :, : self.frame_shape[0], : self.frame_shape[1]]
+        return f
 
     def pixel_contributions(self, x: torch.Tensor) -> torch.Tensor:
         """Share of ΔS_θ carried by each pixel, shape (B, H, W), k_B; sums to ``forward(x)``."""
@@ -163,17 +170,11 @@ class EPNet(nn.Module):
     def readout_features(self, x: torch.Tensor) -> torch.Tensor:
         """Features F (B, P) with ΔS_θ = F @ readout_params(): the linear read-out's inputs."""
         even, odd = self._channels(x)
-        b = x.shape[0]
-        z = torch.einsum("bepq,kpq->bek", even - 2.0 * self.mean_frame, self.modes).flatten(1)
+        z = self._state(even)
         dz = torch.einsum("bopq,kpq->bok", odd, self.modes).flatten(1)
         parts = [(dz[:, :, None] * z[:, None, :]).flatten(1), dz, self.g_hidden(z) * dz]
         if self.conv is not None:
-            coords = self.coords.expand(b, -1, -1, -1)
-            f = self.conv[:-1](torch.cat([even, coords], dim=1))
-            if self.n_down:
-                scale = 2 ** self.n_down
-                f = f.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
-                f = f[:, :, : self.frame_shape[0], : self.frame_shape[1]]
+            f = self._conv_on_pixels(even, self.conv[:-1])
             ones = torch.ones_like(f[:, :1])
             f = torch.cat([f, ones], dim=1)
             parts.append(torch.einsum("bopq,bcpq->boc", odd, f).flatten(1))

@@ -166,24 +166,27 @@ def per_transition(window_ep: np.ndarray, k: int) -> np.ndarray:
 
     Parameters
     ----------
-    window_ep : ndarray, shape (T − k + 1,)
-        ΔS of each window (k − 1 transitions), k_B.
+    window_ep : ndarray, shape (T − k + 1, ...)
+        ΔS of each window (k − 1 transitions), k_B, or per-window maps (T − k + 1, H, W).
+        Floating input keeps its dtype; anything else becomes float64.
     k : int
 
     Returns
     -------
-    ndarray, shape (T − 1,)
+    ndarray, shape (T − 1, ...)
         For each transition, the mean of ``ΔS / (k − 1)`` over the windows that contain
         it.  For k = 2 this is ``window_ep`` itself.
     """
-    window_ep = np.asarray(window_ep, dtype=np.float64)
+    window_ep = np.asarray(window_ep)
+    if not np.issubdtype(window_ep.dtype, np.floating):
+        window_ep = window_ep.astype(np.float64)
     if k == 2:
         return window_ep
-    n_trans = len(window_ep) + k - 2
-    total = np.zeros(n_trans)
-    count = np.zeros(n_trans)
+    n = len(window_ep)
+    total = np.zeros((n + k - 2,) + window_ep.shape[1:], dtype=window_ep.dtype)
+    count = np.zeros(n + k - 2, dtype=window_ep.dtype)
     share = window_ep / (k - 1)
     for j in range(k - 1):
-        total[j: j + len(window_ep)] += share
-        count[j: j + len(window_ep)] += 1
-    return total / count
+        total[j: j + n] += share
+        count[j: j + n] += 1
+    return total / count.reshape((-1,) + (1,) * (window_ep.ndim - 1))

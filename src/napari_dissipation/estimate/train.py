@@ -87,9 +87,8 @@ class Progress:
 
 @dataclass
 class TrainOutcome:
-    """What training leaves behind: the best weights and the history."""
+    """What training leaves behind (the best weights are loaded into the model)."""
 
-    best_state: dict
     best_iteration: int
     iterations: int
     seconds: float
@@ -218,8 +217,8 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
         if stop.is_set():
             done, reason = True, "stopped"
         evaluated = False
-        # A stop skips the evaluation unless none was made yet (then the weights kept
-        # would be the random initial ones).
+        # A stop skips the evaluation unless none was made yet (then nothing trained
+        # would be a candidate against ΔS ≡ 0).
         if (it % cfg.eval_every == 0 or done) and (reason != "stopped" or not history):
             val_obj, mean_ep = _evaluate(average.module, data, eval_units, norm, device)
             rate = mean_ep / rate_scale
@@ -245,18 +244,21 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
         if done:
             break
     model.load_state_dict(best_state)
-    refit = _refit(model, data, train_m, train_s, eval_units, norm, device, rng)
+    refit = _refit(model, data, train_m, train_s, eval_units, best_obj, norm, device, rng)
     if refit is not None:
         history.append({"iteration": it, "seconds": time.perf_counter() - t0,
                         "train_objective": refit["after"], "val_objective": refit["val_after"],
                         "ep_rate": refit["val_mean_ep"] / rate_scale, "readout_refit": True})
-    return TrainOutcome(copy.deepcopy(model.state_dict()), best_iter, it,
-                        time.perf_counter() - t0, reason, history)
+    return TrainOutcome(best_iter, it, time.perf_counter() - t0, reason, history)
 
 
-def _refit(model, data, train_m, train_s, eval_units, norm, device, rng,
+def _refit(model, data, train_m, train_s, eval_units, val_before: float, norm, device, rng,
            n_max: int = READOUT_WINDOWS) -> dict | None:
-    """Newton refit of the read-out on training windows; kept only if held-out agrees."""
+    """Newton refit of the read-out on training windows; kept only if held-out agrees.
+
+    ``val_before`` is the held-out objective of the model as it comes in (the best one
+    found during training, on the same ``eval_units``).
+    """
     pick = rng.choice(len(train_s), size=min(n_max, len(train_s)), replace=False)
     model.eval()
     with torch.no_grad():
@@ -265,7 +267,6 @@ def _refit(model, data, train_m, train_s, eval_units, norm, device, rng,
                                                 train_s[pick[a: a + 2048]], norm, device)).cpu()
             for a in range(0, len(pick), 2048)])
     start = copy.deepcopy(model.state_dict())
-    val_before, _ = _evaluate(model, data, eval_units, norm, device)
     best = None
     # The penalty keeps the refit from fitting the noise of the training windows; its
     # strength is chosen on the held-out windows, like the stopping point.
