@@ -236,6 +236,9 @@ def read_movie(path, *, channel: int | None = None, z: int | None = None,
             data = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as exc:
             raise InputError(f"{path}: cannot read as .npy ({exc})") from None
+        if data.ndim == 3 and data.flags.c_contiguous:
+            data = _mapped_or_read(path, data.dtype, data.offset, data.shape,
+                                   (slice(None),) * 3)
         movie = MovieFile(path, data, axes="TYX" if data.ndim == 3 else None)
         _check_movie_shape(path, data.shape)
         _refuse_unused(path, {"channel": channel, "z": z, "series": series}, {})
@@ -504,6 +507,70 @@ class _TiffPlanes:
         return plane.reshape(self.inner_shape)[self.inner_index]
 
 
+#: Uncompressed pixel data larger than this are read frame by frame with ``os.pread``
+#: instead of being memory-mapped: pages of a mapped file that have been read count in the
+#: process's resident memory until the kernel needs them back, so a pass over a movie of
+#: many GB would show that many GB resident.
+MAP_LIMIT = 1 << 30
+
+
+def _mapped_or_read(path, dtype, offset: int, shape, index):
+    """A read-only memory map of contiguous pixel data, or a :class:`LazyMovie` over it.
+
+    ``index`` picks the (T, H, W) movie out of the stored ``shape``: one slice along time
+    and the frame axes, integers elsewhere.
+    """
+    dtype = np.dtype(dtype)
+    mm = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    view = mm[index]
+    if view.nbytes <= MAP_LIMIT:
+        return view
+    t_axis = next(i for i, ix in enumerate(index) if isinstance(ix, slice))
+    reader = _RawPlanes(str(path), dtype.str, int(offset), tuple(int(n) for n in shape),
+                        index, t_axis)
+    return LazyMovie(reader, view.shape[0], view.shape[1:], dtype, name=str(path))
+
+
+class _RawPlanes:
+    """Reads frame ``t`` of uncompressed, contiguous pixel data with one ``os.pread``.
+
+    Picklable: the file is opened afresh in each process.
+    """
+
+    def __init__(self, path: str, dtype: str, offset: int, shape, index, t_axis: int):
+        self.path, self.dtype, self.offset = path, np.dtype(dtype), offset
+        self.shape, self.index, self.t_axis = shape, index, t_axis
+        self._fd = self._pid = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_fd"] = state["_pid"] = None
+        return state
+
+    def __call__(self, t: int) -> np.ndarray:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        key = list(self.index)
+        key[self.t_axis] = int(t)
+        # The axes from the first one still sliced onwards form one contiguous block.
+        q = next(i for i, ix in enumerate(key) if isinstance(ix, slice))
+        block = self.shape[q:]
+        n = int(np.prod(block)) * self.dtype.itemsize
+        start = int(np.ravel_multi_index(key[:q], self.shape[:q])) * n if q else 0
+        raw = os.pread(self._fd, n, self.offset + start)
+        if len(raw) != n:
+            raise InputError(f"{self.path}: truncated or corrupt file (frame {t} ends past "
+                             "the end of the file)")
+        return np.frombuffer(raw, dtype=self.dtype).reshape(block)[tuple(key[q:])]
+
+    def __del__(self):
+        if self._fd is not None and self._pid == os.getpid():
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+
+
 @contextlib.contextmanager
 def _tifffile_log():
     """Collect tifffile's logged warnings instead of printing them; yields the list."""
@@ -590,8 +657,7 @@ def _tiff_data(path, tif, ser, s_index, index, size, log):
         if need > size:
             raise InputError(f"{truncated}: the pixel data need {need} bytes, the file has "
                              f"{size}")
-        mm = np.memmap(path, dtype=dtype, mode="r", offset=ser.dataoffset, shape=shape)
-        return mm[tuple(index)]
+        return _mapped_or_read(path, dtype, ser.dataoffset, shape, tuple(index))
     # Pixel data compressed or scattered: read page by page on demand.
     n_pages = len(ser)
     lead = 0
