@@ -5,12 +5,20 @@ RUN/ holds ``summary.json`` (rate, interval, dt, counts, time), ``stochastic_ep.
 safe to load), ``config.json`` (every option and what was learnt about the data) and
 ``history.csv`` (one row per evaluation).  The folder appears only when complete, and an
 existing RUN is never touched.
+
+While training, the whole training state is saved at every evaluation to
+``RUN.partial/checkpoint.pt``; ``--resume`` continues a killed run from there, and the
+folder is removed once RUN is complete.  Under ``torchrun --nproc_per_node=N -m
+napari_dissipation fit ...`` the ranks train together (DistributedDataParallel) and rank
+0 alone writes RUN.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,6 +26,12 @@ from ..errors import InputError
 from ._common import ProgressLine, add_selection_arguments, choose_dt, read_movies
 
 MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def partial_dir(out: Path) -> Path:
+    """Where a run in progress keeps its checkpoint: ``RUN.partial`` beside RUN."""
+    return out.with_name(out.name + ".partial")
 
 
 def register(subparsers) -> None:
@@ -35,37 +49,66 @@ def register(subparsers) -> None:
                    help="consecutive frames per input (K > 2 for partially observed systems)")
     p.add_argument("--max-seconds", type=float, default=None, help="training time budget")
     p.add_argument("--max-iterations", type=int, default=20000, help="training step budget")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="transitions per step (under torchrun: over all processes together)")
+    p.add_argument("--eval-every", type=int, default=200,
+                   help="steps between evaluations on held-out data (and checkpoints)")
+    p.add_argument("--patience", type=int, default=20,
+                   help="evaluations without improvement before stopping")
     p.add_argument("--stride", type=int, default=1, help="keep every STRIDE-th frame")
     p.add_argument("--bin", type=int, default=1, help="sum BIN x BIN pixel blocks first")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="training forward pass: auto is bfloat16 on CUDA, float32 on the CPU")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint in RUN.partial/")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_selection_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..estimate import EPEstimator
+    from ..estimate import EPEstimator, distributed
     from ..io import atomic_output, write_json, write_stochastic_ep_csv
 
     out = Path(args.out)
     if out.exists():
         raise InputError(f"{out}: already exists; choose another --out (earlier runs are kept)")
+    partial = partial_dir(out)
+    checkpoint = partial / CHECKPOINT_FILE
+    if partial.exists() and not _is_checkpoint_dir(partial):
+        raise InputError(f"{partial}: exists and is not a checkpoint folder of this command; "
+                         "choose another --out (it is left as it is)")
+    if args.resume and not checkpoint.is_file():
+        raise InputError(f"{partial}: no checkpoint of an interrupted run to resume; run "
+                         "without --resume")
+    if not args.resume and partial.exists() and not checkpoint.exists():
+        shutil.rmtree(partial, ignore_errors=True)  # killed before its first checkpoint
+    if not args.resume and partial.exists():
+        raise InputError(f"{partial}: an interrupted run of {out} left its checkpoint here; "
+                         "add --resume to continue it, or delete the folder to start again")
     movies = read_movies(args.movies, args)
     dt, dt_source = choose_dt(args.dt, movies)
     est = EPEstimator(frames_per_input=args.frames_per_input, max_seconds=args.max_seconds,
                       max_iterations=args.max_iterations, batch_size=args.batch_size,
+                      eval_every=args.eval_every, patience=args.patience,
                       stride=args.stride, bin=args.bin, seed=args.seed, device=args.device,
-                      threads=args.threads)
-    bar = ProgressLine(enabled=not args.quiet)
+                      threads=args.threads, precision=args.precision)
+    names = [str(m.path) for m in movies]
+    # Under torchrun only rank 0 shows progress and writes; RANK is set before the group.
+    main_rank = os.environ.get("RANK", "0") == "0"
+    bar = ProgressLine(enabled=not args.quiet and main_rank)
     try:
-        result = est.fit([m.data for m in movies], dt=dt, names=[str(m.path) for m in movies],
-                         progress=bar)
+        result = est.fit([m.data for m in movies], dt=dt, names=names, progress=bar,
+                         checkpoint=checkpoint, resume=args.resume,
+                         fingerprint=_input_facts(movies))
     finally:
         bar.close()
-    names = [str(m.path) for m in movies]
+    if not distributed.current().is_main:
+        distributed.shutdown()
+        return 0
     with atomic_output(out, directory=True, overwrite=False) as tmp:
         summary = result.summary()
         summary.update(dt_source=dt_source, movies=names, model=MODEL_FILE,
@@ -76,6 +119,9 @@ def run(args) -> int:
                                 movie_names=[Path(n).name for n in names])
         est.save(tmp / MODEL_FILE)
         _write_history(tmp / "history.csv", result.history)
+    if partial.exists() and _is_checkpoint_dir(partial):
+        shutil.rmtree(partial, ignore_errors=True)
+    distributed.shutdown()
     lo, hi = result.ep_rate_ci
     if not result.learnt:
         print("note: no trained network did better than ΔS = 0 on the held-out data; the rate "
@@ -84,6 +130,27 @@ def run(args) -> int:
     print(f"EP rate {result.ep_rate:.4g} k_B/s (95% CI {lo:.4g} to {hi:.4g}) on "
           f"{result.n_held_out} held-out transitions ({result.held_out_by}); wrote {out}/")
     return 0
+
+
+def _is_checkpoint_dir(path: Path) -> bool:
+    """True for a folder holding nothing but a checkpoint (and its temporary files)."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    tmp = f".{CHECKPOINT_FILE}."
+    return all(e.name == CHECKPOINT_FILE or (e.name.startswith(tmp) and e.name.endswith(".tmp"))
+               for e in path.iterdir())
+
+
+def _input_facts(movies) -> list:
+    """What a checkpoint must match besides the options: each file's size and time stamp."""
+    facts = []
+    for m in movies:
+        path = Path(m.path)
+        st = path.stat() if path.is_file() else None
+        facts.append({"path": str(path.resolve()), "selection": m.selection,
+                      "bytes": st.st_size if st else None,
+                      "mtime_ns": st.st_mtime_ns if st else None})
+    return facts
 
 
 def _write_history(path: Path, history: list[dict]) -> None:

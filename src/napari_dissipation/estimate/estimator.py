@@ -13,14 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from . import distributed
 from .config import EstimatorConfig
 from .data import MovieSet, Normalisation
 from .stats import bootstrap_rate_ci, per_transition, split_windows
-from .train import Progress, train, window_ep
+from .train import CHECKPOINT_FORMAT, Progress, train, window_ep
 
 __all__ = ["EPEstimator", "FitResult", "load_estimator", "MODEL_FORMAT"]
 
 MODEL_FORMAT = "napari-dissipation-model/1"
+#: Choices of :class:`EPEstimator`'s ``precision``.
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -113,9 +116,19 @@ class EPEstimator:
 
     Parameters
     ----------
+    precision : {"auto", "float32", "bfloat16"}
+        Arithmetic of the training forward pass.  ``"auto"``: bfloat16 autocast on CUDA,
+        float32 on the CPU; ``"bfloat16"`` has no effect on the CPU.  The NEEP objective,
+        the evaluations, the refit and every output are computed in float32 or better.
     **options
         Any field of :class:`EstimatorConfig` (all keyword-only, all with defaults),
         e.g. ``seed=0, frames_per_input=2, max_seconds=600``.
+
+    Notes
+    -----
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment), :meth:`fit` trains
+    with DistributedDataParallel (gloo on the CPU, nccl on CUDA): ``batch_size`` is the
+    global batch, shared out over the ranks.  Every rank returns the same result.
 
     Examples
     --------
@@ -124,7 +137,11 @@ class EPEstimator:
     >>> fit.ep_rate, fit.ep_rate_ci                         # doctest: +SKIP
     """
 
-    def __init__(self, **options):
+    def __init__(self, *, precision: str = "auto", **options):
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                             f"{precision!r}")
+        self.precision = precision
         self.config = EstimatorConfig(**options)
         self.model = None
         self.norm: Normalisation | None = None
@@ -153,6 +170,20 @@ class EPEstimator:
             raise InputError(f"device {want!r} requested but no CUDA GPU is available")
         return torch.device(want)
 
+    def _mixed_precision(self, device) -> bool:
+        return device.type == "cuda" and self.precision in ("auto", "bfloat16")
+
+    def _fingerprint(self, data: MovieSet, dt: float, extra) -> dict:
+        """What a checkpoint must match: options (not threads/device), dt, the movies."""
+        options = {k: v for k, v in self.config.to_dict().items()
+                   if k not in ("threads", "device")}
+        facts = {"options": options, "precision": self.precision, "dt": dt,
+                 "movies": [[name, list(map(int, movie.shape)),
+                             str(np.dtype(getattr(movie, "dtype", np.float64)))]
+                            for name, movie in zip(data.names, data.movies, strict=True)],
+                 "extra": extra or {}}
+        return json.loads(json.dumps(facts, default=str))
+
     def _rate_scale(self, dt: float) -> float:
         return (self.config.frames_per_input - 1) * self.config.stride * dt
 
@@ -161,7 +192,8 @@ class EPEstimator:
         """Ask a running fit to stop at its next step (thread-safe); best weights are kept."""
         self._stop.set()
 
-    def fit_iter(self, movies, *, dt: float, names=None) -> Generator[Progress, None, FitResult]:
+    def fit_iter(self, movies, *, dt: float, names=None, checkpoint=None, resume: bool = False,
+                 fingerprint=None) -> Generator[Progress, None, FitResult]:
         """Train on ``movies``, yielding :class:`Progress` records; return a :class:`FitResult`.
 
         Parameters
@@ -172,6 +204,15 @@ class EPEstimator:
             Seconds per frame.
         names : list of str, optional
             Names used in error messages (file names).
+        checkpoint : str or Path, optional
+            File rewritten (atomically, by rank 0) at every evaluation with the whole
+            training state, so that a killed fit can continue with ``resume=True``.
+        resume : bool
+            Continue from ``checkpoint``; refused (:class:`InputError`) when it is missing
+            or was made with other movies, dt or options.
+        fingerprint : JSON-able, optional
+            More facts about the inputs (file sizes, modification times, what
+            was read from them) that a checkpoint must match to be resumed.
         """
         import torch
 
@@ -181,7 +222,7 @@ class EPEstimator:
         t_start = time.perf_counter()
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
-        device = self._device()
+        ctx, device = distributed.setup(self._device())
         data = MovieSet(movies, names=names, frames_per_input=cfg.frames_per_input,
                         stride=cfg.stride, bin=cfg.bin)
         data.check_finite()
@@ -193,13 +234,34 @@ class EPEstimator:
         model = _build_model(cfg, data.frame_shape)
         model.init_from_frames(_sample_frames(data, split, norm, rng))
         model = model.to(device)
+        saver = state = None
+        if checkpoint is not None:
+            checkpoint = Path(checkpoint)
+            facts = self._fingerprint(data, dt, fingerprint)
+            if ctx.is_main:
+                saver = _CheckpointWriter(checkpoint, facts)
+            if resume:
+                state = _load_checkpoint(checkpoint, facts) if ctx.is_main else None
+                if ctx.active:
+                    state = ctx.broadcast_object(state)
+        elif resume:
+            raise InputError("resume needs a checkpoint file")
         outcome = yield from train(model, data, split, norm, cfg, rate_scale=self._rate_scale(dt),
-                                   device=device, stop=self._stop, rng=rng)
+                                   device=device, stop=self._stop, rng=rng, ctx=ctx,
+                                   checkpoint=saver, resume=state,
+                                   mixed_precision=self._mixed_precision(device))
         self.model, self.norm, self.dt = model.eval(), norm, dt
         self.frame_shape, self.raw_frame_shape = data.frame_shape, data.raw_frame_shape
 
-        eps = [window_ep(model, data, m, np.arange(n), norm, device)
-               for m, n in enumerate(data.n_windows)]
+        if ctx.active:  # each rank computes a share of every movie's windows
+            eps = []
+            for m, n in enumerate(data.n_windows):
+                part, mine = np.zeros(n), ctx.part(n)
+                part[mine] = window_ep(model, data, m, np.arange(n)[mine], norm, device)
+                eps.append(ctx.sum_parts(part, device))
+        else:
+            eps = [window_ep(model, data, m, np.arange(n), norm, device)
+                   for m, n in enumerate(data.n_windows)]
         held = [eps[m][s] for m, s in split.held_out]
         rate, ci, info = bootstrap_rate_ci(held, self._rate_scale(dt),
                                            rng=np.random.default_rng(cfg.seed + 1))
@@ -217,12 +279,15 @@ class EPEstimator:
         return self.result_
 
     def fit(self, movies, *, dt: float, names=None,
-            progress: Callable[[Progress], object] | None = None) -> FitResult:
+            progress: Callable[[Progress], object] | None = None, checkpoint=None,
+            resume: bool = False, fingerprint=None) -> FitResult:
         """Train to the end of the budget (or early stopping) and return the result.
 
-        ``progress``, if given, is called with every :class:`Progress` record.
+        ``progress``, if given, is called with every :class:`Progress` record;
+        ``checkpoint``, ``resume`` and ``fingerprint`` as for :meth:`fit_iter`.
         """
-        gen = self.fit_iter(movies, dt=dt, names=names)
+        gen = self.fit_iter(movies, dt=dt, names=names, checkpoint=checkpoint, resume=resume,
+                            fingerprint=fingerprint)
         while True:
             try:
                 record = next(gen)
@@ -281,7 +346,7 @@ class EPEstimator:
     # ------------------------------------------------------------------ persistence
     def config_dict(self) -> dict:
         """Options plus what was learnt about the data (frame size, normalisation, dt)."""
-        d = {"options": self.config.to_dict()}
+        d = {"options": dict(self.config.to_dict(), precision=self.precision)}
         if self.is_fitted:
             d.update(frame_shape=list(self.frame_shape), raw_frame_shape=list(self.raw_frame_shape),
                      normalisation={"offset": self.norm.offset, "scale": self.norm.scale},
@@ -337,6 +402,56 @@ def load_estimator(path, *, device: str = "auto") -> EPEstimator:
     est.raw_frame_shape = tuple(cfg["raw_frame_shape"])
     est.dt = cfg.get("dt")
     return est
+
+
+class _CheckpointWriter:
+    """Writes each checkpoint to ``path`` atomically (temporary file, then rename)."""
+
+    def __init__(self, path: Path, fingerprint: dict):
+        self.path = path
+        self.fingerprint = json.dumps(fingerprint)
+
+    def __call__(self, state: dict) -> None:
+        import torch
+
+        from ..io import atomic_output
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(self.path) as tmp:
+            torch.save(dict(state, fingerprint=self.fingerprint), tmp)
+
+
+def _load_checkpoint(path: Path, fingerprint: dict) -> dict:
+    """A checkpoint written by :class:`_CheckpointWriter`, checked against ``fingerprint``."""
+    import torch
+
+    if not path.is_file():
+        raise InputError(f"{path}: no checkpoint to resume from")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        meta = json.loads(state["meta"])
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("not a napari-dissipation checkpoint")
+        saved = json.loads(state["fingerprint"])
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: unreadable checkpoint ({reason[:120]})") from None
+    if saved != fingerprint:
+        diff = _first_difference(saved, fingerprint)
+        raise InputError(f"{path}: the checkpoint was made with other inputs or options "
+                         f"({diff}); start a new run instead of resuming")
+    return state
+
+
+def _first_difference(old, new, where: str = "") -> str:
+    """``key: old -> new`` for the first place two JSON-like values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            if old.get(key) != new.get(key):
+                return _first_difference(old.get(key), new.get(key),
+                                         f"{where}.{key}" if where else str(key))
+    text = f"{old!r} -> {new!r}"
+    return f"{where}: {text[:160]}" if where else text[:160]
 
 
 def _build_model(cfg: EstimatorConfig, frame_shape):

@@ -3,11 +3,18 @@
 ``train(...)`` yields a :class:`Progress` every few steps and returns a
 :class:`TrainOutcome`; nothing here assumes the main thread, and a stop request (a
 ``threading.Event``) ends training at the next step with the best weights kept.
+
+The same loop runs under ``torchrun`` (see :mod:`.distributed`): each rank takes its share
+of every global batch, DDP averages the gradients, rank 0 evaluates and decides, and every
+rank keeps the same bookkeeping.  At every evaluation the loop can hand a checkpoint
+(:func:`snapshot`) to a callback, and it can start from one (``resume``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import math
 import threading
 import time
@@ -19,11 +26,12 @@ import torch
 
 from .config import EstimatorConfig
 from .data import MovieSet, Normalisation
+from .distributed import SINGLE, Context
 from .model import EPNet
 from .objective import neep_objective
 from .readout import refit_readout
 
-__all__ = ["Progress", "TrainOutcome", "train", "window_ep", "batch_tensor"]
+__all__ = ["Progress", "TrainOutcome", "train", "window_ep", "batch_tensor", "CHECKPOINT_FORMAT"]
 
 #: Steps between progress records (a stop request is seen at every step).
 YIELD_EVERY = 10
@@ -40,6 +48,14 @@ EMA_DECAY = 0.997
 READOUT_WINDOWS = 100_000
 #: Penalties tried for the refit, relative to the mean squared EP of a window.
 READOUT_RIDGES = (1e-3, 1e-2, 1e-1, 1.0)
+#: Most windows evaluated at once without gradients.
+INFER_BATCH = 2048
+#: Most pixels (windows x frames x pixels per frame) of one batch evaluated without
+#: gradients: the convolutional features of a batch take about 40 bytes per input pixel,
+#: so large frames get smaller batches (peak memory stays near 200 MB).
+INFER_PIXELS = 1 << 22
+#: Marks a training checkpoint (see :func:`train`'s ``checkpoint``).
+CHECKPOINT_FORMAT = "napari-dissipation-checkpoint/1"
 
 
 @dataclass
@@ -107,11 +123,19 @@ def batch_tensor(data: MovieSet, movie_idx: np.ndarray, starts: np.ndarray,
     return (x - norm.offset) / norm.scale
 
 
+def infer_batch(data: MovieSet) -> int:
+    """Windows per batch evaluated without gradients: :data:`INFER_BATCH` for small frames,
+    fewer for large ones (at most :data:`INFER_PIXELS` input pixels)."""
+    per_window = data.k * int(np.prod(data.frame_shape))
+    return int(max(1, min(INFER_BATCH, INFER_PIXELS // per_window)))
+
+
 @torch.no_grad()
 def window_ep(model: EPNet, data: MovieSet, m: int, starts: np.ndarray, norm: Normalisation,
-              device, batch: int = 2048) -> np.ndarray:
+              device, batch: int | None = None) -> np.ndarray:
     """ΔS of the windows ``starts`` of movie ``m``, shape (len(starts),), k_B."""
     model.eval()
+    batch = batch or infer_batch(data)
     out = np.empty(len(starts), dtype=np.float64)
     for a in range(0, len(starts), batch):
         s = starts[a: a + batch]
@@ -141,8 +165,9 @@ def _eval_subset(units, n_max: int, rng: np.random.Generator) -> list:
 
 
 def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: EstimatorConfig, *,
-          rate_scale: float, device, stop: threading.Event,
-          rng: np.random.Generator) -> Generator[Progress, None, TrainOutcome]:
+          rate_scale: float, device, stop: threading.Event, rng: np.random.Generator,
+          ctx: Context = SINGLE, checkpoint=None, resume: dict | None = None,
+          mixed_precision: bool = False) -> Generator[Progress, None, TrainOutcome]:
     """Maximise the NEEP objective on the training windows with early stopping.
 
     Parameters
@@ -159,7 +184,19 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     stop : threading.Event
         Set from any thread to end training at the next step.
     rng : numpy Generator
-        Draws the batches.
+        Draws the batches (one process), the held-out subset and the refit's windows.
+    ctx : distributed.Context
+        This process's place in a ``torchrun`` job; a single process by default.
+    checkpoint : callable, optional
+        Called on rank 0 after every evaluation with a checkpoint: a dict of tensors,
+        state dicts and one JSON string ``"meta"`` (see :func:`snapshot`).
+    resume : dict, optional
+        A checkpoint to continue from (the same data, split and options).  In one
+        process the continuation is exact; under ``torchrun`` each rank's batch stream
+        starts afresh from (seed, rank, iteration).
+    mixed_precision : bool
+        bfloat16 autocast for the training forward pass (CUDA only); the NEEP objective,
+        the evaluations and the refit stay in float32/float64.
 
     Yields
     ------
@@ -172,36 +209,56 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     train_m = np.concatenate([np.full(len(s), m) for m, s in split.train])
     train_s = np.concatenate([s for _, s in split.train])
     eval_units = _eval_subset(split.held_out, cfg.eval_windows, rng)
+    net = ctx.wrap(model, device)  # DistributedDataParallel under torchrun, else the model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
                            weight_decay=cfg.weight_decay)
     # Evaluation and the kept weights use an exponential moving average of the weights,
     # which smooths the noise that single NEEP steps leave in them.
     average = torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(EMA_DECAY))
-    # The starting point, ΔS ≡ 0 (objective −1), is the first candidate: a network that
-    # never beats it on held-out data has learnt nothing that generalises, and then the
-    # estimate is zero rather than an overfitted, confidently wrong rate.
-    best_obj, best_iter, best_state = _evaluate(model, data, eval_units, norm, device)[0], 0, \
-        copy.deepcopy(model.state_dict())
-    val_obj = rate = None
-    bad_evals = 0
-    history = []
+    if resume is None:
+        # The starting point, ΔS ≡ 0 (objective −1), is the first candidate: a network
+        # that never beats it on held-out data has learnt nothing that generalises, and
+        # then the estimate is zero rather than an overfitted, confidently wrong rate.
+        best_obj = _evaluate(model, data, eval_units, norm, device)[0] if ctx.is_main else None
+        best_iter, best_state = 0, copy.deepcopy(model.state_dict())
+        val_obj = rate = None
+        bad_evals = 0
+        history = []
+        it, elapsed, done = 0, 0.0, False
+        reason = "iterations"
+    else:
+        meta = json.loads(resume["meta"])
+        model.load_state_dict(resume["model"])
+        average.load_state_dict(resume["average"])
+        opt.load_state_dict(resume["optimizer"])
+        best_state = {k: v.to(device) for k, v in resume["best"].items()}
+        rng.bit_generator.state = meta["rng"]
+        torch.set_rng_state(resume["torch_rng"])
+        best_obj, best_iter, bad_evals = meta["best_obj"], meta["best_iter"], meta["bad_evals"]
+        val_obj, rate, history = meta["val_obj"], meta["rate"], meta["history"]
+        it, elapsed, done, reason = meta["iteration"], meta["seconds"], meta["done"], \
+            meta["reason"]
+    # One process draws its batches from ``rng``; each rank of a distributed run from its own.
+    batch_rng = ctx.batch_rng(cfg.seed, it) if ctx.active else rng
+    batch = ctx.share(cfg.batch_size)
     running, n_running = 0.0, 0
-    t0 = time.perf_counter()
-    it = 0
-    reason = "iterations"
-    while True:
+    t0 = time.perf_counter() - elapsed
+    clock = elapsed  # rank 0's clock, the same on every rank (distributed runs)
+    while not done:
         model.train()
         used = it / cfg.max_iterations
         if cfg.max_seconds is not None:
-            used = max(used, (time.perf_counter() - t0) / cfg.max_seconds)
+            now = clock if ctx.active else time.perf_counter() - t0
+            used = max(used, now / cfg.max_seconds)
         for group in opt.param_groups:
             group["lr"] = cfg.learning_rate * (
                 LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * min(used, 1.0))))
-        pick = rng.integers(0, len(train_s), size=cfg.batch_size)
+        pick = batch_rng.integers(0, len(train_s), size=batch)
         x = batch_tensor(data, train_m[pick], train_s[pick], norm, device)
-        ep = model(x)
-        objective = neep_objective(ep)
+        with _forward_precision(device, mixed_precision):
+            ep = net(x)
+        objective = neep_objective(ep.float())
         opt.zero_grad(set_to_none=True)
         (-objective).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
@@ -211,19 +268,29 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
         running += float(objective.detach())
         n_running += 1
         elapsed = time.perf_counter() - t0
+        stop_requested = stop.is_set()
+        if ctx.active:  # rank 0's clock and anyone's stop request decide for all ranks
+            elapsed, stop_requested = ctx.sync_step(elapsed, stop_requested, device)
+            clock = elapsed
         done = it >= cfg.max_iterations
         if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
             done, reason = True, "seconds"
-        if stop.is_set():
+        if stop_requested:
             done, reason = True, "stopped"
         evaluated = False
         # A stop skips the evaluation unless none was made yet (then nothing trained
         # would be a candidate against ΔS ≡ 0).
         if (it % cfg.eval_every == 0 or done) and (reason != "stopped" or not history):
-            val_obj, mean_ep = _evaluate(average.module, data, eval_units, norm, device)
+            if ctx.is_main:
+                val_obj, mean_ep = _evaluate(average.module, data, eval_units, norm, device)
+                improved = val_obj > best_obj
+            if ctx.active:  # rank 0's evaluation, sent to the others
+                val_obj, mean_ep, flag = ctx.broadcast_values(
+                    [val_obj, mean_ep, improved] if ctx.is_main else [0.0, 0.0, 0.0], device)
+                improved = flag > 0
             rate = mean_ep / rate_scale
             evaluated = True
-            if val_obj > best_obj:
+            if improved:
                 best_obj, best_iter, bad_evals = val_obj, it, 0
                 best_state = copy.deepcopy(average.module.state_dict())
             else:
@@ -240,16 +307,58 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
                 history.append({"iteration": it, "seconds": elapsed,
                                 "train_objective": train_obj, "val_objective": val_obj,
                                 "ep_rate": rate})
+                if checkpoint is not None and ctx.is_main:
+                    checkpoint(snapshot(
+                        model=model, average=average, optimizer=opt, best_state=best_state,
+                        rng=rng, iteration=it, seconds=time.perf_counter() - t0, done=done,
+                        reason=reason, best_obj=best_obj, best_iter=best_iter,
+                        bad_evals=bad_evals, val_obj=val_obj, rate=rate, history=history))
             yield record
-        if done:
-            break
     model.load_state_dict(best_state)
-    refit = _refit(model, data, train_m, train_s, eval_units, best_obj, norm, device, rng)
+    refit = None
+    if ctx.is_main:
+        refit = _refit(model, data, train_m, train_s, eval_units, best_obj, norm, device, rng)
+    if ctx.active:  # rank 0's refit result and final weights on every rank
+        refit = ctx.broadcast_object(refit)
+        ctx.broadcast_state(model)
     if refit is not None:
         history.append({"iteration": it, "seconds": time.perf_counter() - t0,
                         "train_objective": refit["after"], "val_objective": refit["val_after"],
                         "ep_rate": refit["val_mean_ep"] / rate_scale, "readout_refit": True})
     return TrainOutcome(best_iter, it, time.perf_counter() - t0, reason, history)
+
+
+def snapshot(*, model, average, optimizer, best_state, rng, iteration: int, seconds: float,
+             done: bool, reason: str, best_obj, best_iter: int, bad_evals: int, val_obj, rate,
+             history: list) -> dict:
+    """A checkpoint of the training loop: tensors on the CPU plus one JSON string.
+
+    Keys ``model``, ``average``, ``best``, ``optimizer`` (state dicts), ``torch_rng``
+    (uint8 tensor) and ``meta`` (JSON: iteration, seconds of training so far, the numpy
+    generator's state, best-so-far, history, ...).  Loadable with
+    ``torch.load(weights_only=True)``: no pickled code.
+    """
+
+    def cpu(state):
+        return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+    opt_state = optimizer.state_dict()
+    opt_state = {"state": {i: cpu(s) for i, s in opt_state["state"].items()},
+                 "param_groups": opt_state["param_groups"]}
+    meta = {"format": CHECKPOINT_FORMAT, "iteration": int(iteration), "seconds": float(seconds),
+            "done": bool(done), "reason": reason, "best_obj": best_obj,
+            "best_iter": int(best_iter), "bad_evals": int(bad_evals), "val_obj": val_obj,
+            "rate": rate, "history": history, "rng": rng.bit_generator.state}
+    return {"meta": json.dumps(meta), "model": cpu(model.state_dict()),
+            "average": cpu(average.state_dict()), "best": cpu(best_state),
+            "optimizer": opt_state, "torch_rng": torch.get_rng_state()}
+
+
+def _forward_precision(device, enabled: bool):
+    """bfloat16 autocast on CUDA when ``enabled``; otherwise nothing changes."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _refit(model, data, train_m, train_s, eval_units, val_before: float, norm, device, rng,
@@ -261,11 +370,12 @@ def _refit(model, data, train_m, train_s, eval_units, val_before: float, norm, d
     """
     pick = rng.choice(len(train_s), size=min(n_max, len(train_s)), replace=False)
     model.eval()
+    b = infer_batch(data)
     with torch.no_grad():
         feats = torch.cat([
-            model.readout_features(batch_tensor(data, train_m[pick[a: a + 2048]],
-                                                train_s[pick[a: a + 2048]], norm, device)).cpu()
-            for a in range(0, len(pick), 2048)])
+            model.readout_features(batch_tensor(data, train_m[pick[a: a + b]],
+                                                train_s[pick[a: a + b]], norm, device)).cpu()
+            for a in range(0, len(pick), b)])
     start = copy.deepcopy(model.state_dict())
     best = None
     # The penalty keeps the refit from fitting the noise of the training windows; its
