@@ -64,6 +64,9 @@ def test_two_gloo_processes_agree_with_one(movie_files, tmp_path):
     assert s2["n_transitions"] == s1["n_transitions"] == 8 * 999
     rows = (two / "stochastic_ep.csv").read_text().splitlines()
     assert len(rows) == 1 + 8 * 999
+    print(f"\n1 process: {s1['ep_rate']:.4f} {s1['ep_rate_ci']} best step {s1['best_iteration']};"
+          f" 2 processes: {s2['ep_rate']:.4f} {s2['ep_rate_ci']} best step "
+          f"{s2['best_iteration']}")
     lo, hi = s1["ep_rate_ci"]
     assert lo <= s2["ep_rate"] <= hi, (s1["ep_rate"], s1["ep_rate_ci"], s2["ep_rate"])
     lo, hi = s2["ep_rate_ci"]

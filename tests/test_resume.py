@@ -72,7 +72,9 @@ def test_kill_then_resume_completes_and_agrees(movie_files, tmp_path):
             assert victim.poll() is None, "the run ended before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint within 90 s"
             time.sleep(0.05)
-        time.sleep(np.random.default_rng().uniform(0.0, 1.5))  # a random moment of training
+        delay = np.random.default_rng().uniform(0.0, 1.5)  # a random moment of training
+        print(f"\nkilled {delay:.2f} s after the first checkpoint")
+        time.sleep(delay)
         victim.send_signal(signal.SIGKILL)
     finally:
         victim.wait()
@@ -98,6 +100,8 @@ def test_kill_then_resume_completes_and_agrees(movie_files, tmp_path):
     lo, hi = s_ref["ep_rate_ci"]
     assert lo <= s_new["ep_rate"] <= hi, (s_ref["ep_rate"], s_ref["ep_rate_ci"], s_new["ep_rate"])
     assert s_new["iterations"] == s_ref["iterations"]
+    print(f"uninterrupted: {s_ref['ep_rate']!r} {s_ref['ep_rate_ci']}; resumed: "
+          f"{s_new['ep_rate']!r} {s_new['ep_rate_ci']}")
     # One process, no time budget: the continuation is exact.
     assert s_new["ep_rate"] == pytest.approx(s_ref["ep_rate"], rel=1e-6)
     rows = (out / "stochastic_ep.csv").read_text().splitlines()
