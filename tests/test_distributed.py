@@ -95,3 +95,22 @@ def test_batch_shares_add_up(world):
     streams = [distributed.Context(rank=r, world_size=world).batch_rng(0, 0).integers(1 << 30)
                for r in range(world)]
     assert len(set(streams)) == world
+
+
+def test_mixed_precision_is_cuda_only_and_checked():
+    import contextlib
+
+    import torch
+
+    from napari_dissipation import EPEstimator
+    from napari_dissipation.errors import InputError
+    from napari_dissipation.estimate.train import _forward_precision
+
+    assert isinstance(_forward_precision(torch.device("cpu"), True), contextlib.nullcontext)
+    est = EPEstimator(precision="bfloat16")
+    assert not est._mixed_precision(torch.device("cpu"))
+    assert est._mixed_precision(torch.device("cuda"))
+    assert not EPEstimator(precision="float32")._mixed_precision(torch.device("cuda"))
+    assert est.config_dict()["options"]["precision"] == "bfloat16"
+    with pytest.raises(InputError, match="precision"):
+        EPEstimator(precision="fp8")
