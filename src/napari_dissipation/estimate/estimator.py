@@ -16,7 +16,7 @@ from ..errors import InputError
 from . import distributed
 from .config import EstimatorConfig
 from .data import MovieSet, Normalisation
-from .stats import bootstrap_rate_ci, per_transition, split_windows
+from .stats import bootstrap_rate_ci, per_transition, split_windows, widen_interval
 from .train import CHECKPOINT_FORMAT, Progress, train, window_ep
 
 __all__ = ["EPEstimator", "FitResult", "load_estimator", "MODEL_FORMAT"]
@@ -35,7 +35,9 @@ class FitResult:
     ep_rate : float
         EP rate on held-out data, k_B per second.
     ep_rate_ci : (float, float)
-        95% bootstrap interval of ``ep_rate`` over independent held-out units.
+        95% interval of ``ep_rate``: a bootstrap over independent held-out units (movies
+        or long time blocks), widened by the training noise of the network's read-out
+        (``ci_info["readout_sd"]``, k_B/s).
     dt : float
         Seconds per frame of the input (before any stride).
     n_transitions : int
@@ -78,13 +80,13 @@ class FitResult:
 
     @property
     def learnt(self) -> bool:
-        """False when no trained network beat ΔS ≡ 0 on the held-out data.
+        """False when nothing fitted beat ΔS ≡ 0 on the held-out data.
 
         The rate is then exactly 0 with a zero-width interval, which means "nothing was
         learnt that generalises" (too little data, too much noise, too short a budget),
         not "certainly no entropy production".
         """
-        return self.best_iteration > 0
+        return any(np.any(e != 0) for e in self.stochastic_ep)
 
     @property
     def stopped(self) -> bool:
@@ -265,6 +267,11 @@ class EPEstimator:
         held = [eps[m][s] for m, s in split.held_out]
         rate, ci, info = bootstrap_rate_ci(held, self._rate_scale(dt),
                                            rng=np.random.default_rng(cfg.seed + 1))
+        # The bootstrap covers the sampling of the held-out windows; the read-out's
+        # training noise is independent of it and is added to the interval.
+        info["held_out_ci"] = list(ci)
+        info["readout_sd"] = outcome.readout_sd / self._rate_scale(dt)
+        ci = widen_interval(rate, ci, info["readout_sd"])
         self.result_ = FitResult(
             ep_rate=rate, ep_rate_ci=ci, dt=dt,
             n_transitions=int(np.sum(data.lengths - 1)),

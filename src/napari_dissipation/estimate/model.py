@@ -33,13 +33,71 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["EPNet", "n_downsamplings"]
+__all__ = ["EPNet", "n_downsamplings", "principal_patterns", "gaussian_blur_matrix"]
 
 
 def n_downsamplings(frame_shape: tuple[int, int], most: int = 2) -> int:
     """Number of 2x down-samplings that keep the feature grid at least 4 cells across."""
     smallest = min(frame_shape)
     return int(max(0, min(most, math.floor(math.log2(max(smallest, 1) / 4)))))
+
+
+def gaussian_blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """Symmetric (n, n) matrix of a 1-D Gaussian blur of ``sigma`` pixels (identity for 0)."""
+    if sigma <= 0:
+        return np.eye(n)
+    d = np.arange(n)[:, None] - np.arange(n)[None, :]
+    return np.exp(-0.5 * (d / sigma) ** 2)
+
+
+def principal_patterns(frames: np.ndarray, n: int,
+                       smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-frame patterns whose coordinates are the principal components of blurred frames.
+
+    Blurring first makes the coordinates of a moving spot nearly linear in its position
+    even when it moves further than its own width, where the principal components of the
+    raw frames are strongly non-linear in it; the pattern of component ``v`` on the raw
+    pixel grid is ``B v B`` (B the symmetric blur), since ``<B f B, v> = <f, B v B>``.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (N, H, W)
+    n : int
+        Number of patterns.
+    smoothing : float
+        Gaussian blur scale, pixels.
+
+    Returns
+    -------
+    patterns : ndarray, shape (n, H, W)
+        Scaled so that each coordinate ``<f − mean, pattern>`` has unit variance over the
+        frames; patterns beyond the data's rank are zero.
+    mean : ndarray, shape (H, W)
+        Mean frame.
+    """
+    x = np.asarray(frames, dtype=np.float64)
+    _, h, w = x.shape
+    mean = x.mean(axis=0)
+    br, bc = gaussian_blur_matrix(h, smoothing), gaussian_blur_matrix(w, smoothing)
+    centred = x - mean
+    blurred = (br @ centred @ bc).reshape(len(x), -1)
+    # Leading right singular vectors from the smaller of the two Gram matrices.
+    if blurred.shape[0] >= blurred.shape[1]:
+        ev, vecs = np.linalg.eigh(blurred.T @ blurred)
+        ev, vt = ev[::-1], vecs[:, ::-1].T
+    else:
+        ev, u = np.linalg.eigh(blurred @ blurred.T)
+        ev, u = ev[::-1], u[:, ::-1]
+        vt = (u / np.sqrt(np.maximum(ev, 1e-300))).T @ blurred
+    k = min(n, len(ev))
+    patterns = np.zeros((n, h, w))
+    patterns[:k] = br @ vt[:k].reshape(k, h, w) @ bc
+    std = np.sqrt(np.mean(np.einsum("npq,kpq->nk", centred, patterns[:k]) ** 2, axis=0))
+    # Components at the numerical noise floor would be blown up to unit variance.
+    keep = ev[:k] > 1e-12 * ev[0]
+    patterns[:k] = np.where(keep[:, None, None],
+                            patterns[:k] / np.maximum(std, 1e-12)[:, None, None], 0.0)
+    return patterns, mean
 
 
 class EPNet(nn.Module):
@@ -99,25 +157,37 @@ class EPNet(nn.Module):
         self.register_buffer("coords", torch.stack([yy, xx])[None], persistent=False)
 
     @torch.no_grad()
-    def init_from_frames(self, frames: np.ndarray) -> None:
-        """Set the mean frame and the global patterns from sample frames (principal components).
+    def init_from_frames(self, frames: np.ndarray, *, smoothing: float = 0.0,
+                         n_active: int | None = None) -> None:
+        """Set the mean frame and the global patterns from sample frames.
+
+        The patterns are the principal components of the frames blurred by a Gaussian of
+        ``smoothing`` pixels (:func:`principal_patterns`), each scaled so that its
+        coordinate has unit variance over the sample; patterns past ``n_active`` are zero.
 
         Parameters
         ----------
         frames : ndarray, shape (n, H, W)
             Normalised frames.
+        smoothing : float
+            Blur scale in pixels (0: the frames as they are).
+        n_active : int, optional
+            Number of patterns in use (default: all ``n_modes``).
         """
-        x = torch.as_tensor(np.asarray(frames, dtype=np.float64)).flatten(1)
-        mean = x.mean(dim=0)
-        _, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
-        n = min(self.n_modes, vt.shape[0])
-        std = (s[:n] / math.sqrt(max(len(x) - 1, 1))).clamp_min(1e-6)
-        modes = torch.zeros_like(self.modes)
-        # One scale for all patterns (the leading coordinate gets unit variance): weak
-        # patterns, mostly noise, stay weak instead of being blown up to unit variance.
-        modes.view(self.n_modes, -1)[:n] = (vt[:n] / std[0]).to(modes.dtype)
-        self.modes.copy_(modes)
-        self.mean_frame.copy_(mean.view(self.frame_shape).to(self.mean_frame.dtype))
+        self.set_patterns(*principal_patterns(frames, self.n_modes, smoothing), n_active=n_active)
+
+    @torch.no_grad()
+    def set_patterns(self, patterns: np.ndarray, mean: np.ndarray, *,
+                     n_active: int | None = None) -> None:
+        """Set the global patterns (n_modes, H, W) and the mean frame (H, W).
+
+        Patterns past ``n_active`` (default: all) are set to zero.
+        """
+        patterns = np.array(patterns, dtype=np.float64)
+        n = self.n_modes if n_active is None else min(int(n_active), self.n_modes)
+        patterns[n:] = 0.0
+        self.modes.copy_(torch.as_tensor(patterns, dtype=self.modes.dtype))
+        self.mean_frame.copy_(torch.as_tensor(mean, dtype=self.mean_frame.dtype))
 
     def _channels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = self.frames_per_input

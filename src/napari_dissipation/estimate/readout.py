@@ -15,7 +15,7 @@ import torch
 
 from .objective import neep_objective, safe_exp_neg
 
-__all__ = ["refit_readout"]
+__all__ = ["maximise_neep", "readout_sd", "refit_readout"]
 
 #: Rows of the feature matrix handled at once.
 CHUNK = 8192
@@ -33,32 +33,31 @@ def _matvec(features: torch.Tensor, theta: torch.Tensor, chunk: int = CHUNK) -> 
 
 
 @torch.no_grad()
-def refit_readout(model, features: torch.Tensor, *, ridge: float = 1e-3,
-                  max_steps: int = 20) -> dict:
-    """Maximise the NEEP objective over the read-out parameters by Newton's method.
+def maximise_neep(features: torch.Tensor, theta0: torch.Tensor, *, lam: float = 0.0,
+                  max_steps: int = 20) -> tuple[torch.Tensor, float, float, int]:
+    """Newton's method for θ maximising <F θ − exp(−F θ)> − lam |θ − θ_0|² / 2.
 
     Parameters
     ----------
-    model : EPNet
-        Updated in place.
     features : Tensor, shape (N, P)
-        ``model.readout_features`` of training windows (float32 is enough: sums are
-        accumulated in float64, a chunk of rows at a time, to bound memory).
-    ridge : float
-        Penalty ``ridge · <ΔS²> · |θ − θ_0|² / 2`` on the distance from the current
-        parameters θ_0: it keeps the step well posed and limits fitting of noise.
+        F, one row per window (float32 is enough: sums are accumulated in float64, a
+        chunk of rows at a time, to bound memory).
+    theta0 : Tensor, shape (P,)
+        Starting point and centre of the penalty.
+    lam : float
+        Penalty strength (absolute).
     max_steps : int
 
     Returns
     -------
-    dict
-        ``before``/``after`` objective on the given windows and the number of steps.
+    theta : Tensor, shape (P,), float64
+    before, after : float
+        Penalised objective at θ_0 and at θ.
+    steps : int
     """
-    theta0 = model.readout_params().double()
+    theta0 = theta0.double()
     theta = theta0.clone()
     n = len(features)
-    scale = float(torch.mean(_matvec(features, theta0) ** 2).clamp_min(1e-8))
-    lam = ridge * scale
     current = before = _objective(features, theta, theta0, lam)
     eye = torch.eye(len(theta), dtype=torch.float64)
     steps = 0
@@ -88,5 +87,87 @@ def refit_readout(model, features: torch.Tensor, *, ridge: float = 1e-3,
         theta, current = trial, value
         if gain < 1e-10:
             break
+    return theta, before, current, steps
+
+
+@torch.no_grad()
+def refit_readout(model, features: torch.Tensor, *, ridge: float = 1e-3,
+                  max_steps: int = 20) -> dict:
+    """Maximise the NEEP objective over the read-out parameters by Newton's method.
+
+    Parameters
+    ----------
+    model : EPNet
+        Updated in place.
+    features : Tensor, shape (N, P)
+        ``model.readout_features`` of training windows.
+    ridge : float
+        Penalty ``ridge · <ΔS²> · |θ − θ_0|² / 2`` on the distance from the current
+        parameters θ_0: it keeps the step well posed and limits fitting of noise.
+    max_steps : int
+
+    Returns
+    -------
+    dict
+        ``before``/``after`` objective on the given windows and the number of steps.
+    """
+    theta0 = model.readout_params().double()
+    scale = float(torch.mean(_matvec(features, theta0) ** 2).clamp_min(1e-8))
+    theta, before, after, steps = maximise_neep(features, theta0, lam=ridge * scale,
+                                                max_steps=max_steps)
     model.set_readout_params(theta)
-    return {"before": before, "after": current, "steps": steps}
+    return {"before": before, "after": after, "steps": steps, "lam": ridge * scale}
+
+
+@torch.no_grad()
+def readout_sd(features: torch.Tensor, units: np.ndarray, theta: torch.Tensor, lam: float,
+               direction: torch.Tensor) -> float:
+    """Standard deviation of ``direction · θ̂`` from the training noise of the read-out θ̂.
+
+    θ̂ maximises the NEEP objective over training windows, so it carries their sampling
+    noise: a training set whose transitions happen to produce less entropy than usual
+    gives a read-out that is too small, and every held-out rate inherits that.  The
+    covariance of θ̂ is the sandwich ``H⁻¹ (Σ_u g_u g_uᵀ / N²) H⁻¹`` of the objective's
+    curvature H and the gradient sums g_u of independent units u (movies or long time
+    blocks, so that correlated neighbouring windows are never counted as independent).
+
+    Parameters
+    ----------
+    features : Tensor, shape (N, P)
+        Read-out features of the training windows θ̂ was fitted on.
+    units : ndarray of int, shape (N,)
+        Independent unit of each window.
+    theta : Tensor, shape (P,)
+        The fitted read-out.
+    lam : float
+        Penalty strength of the fit (absolute).
+    direction : Tensor, shape (P,)
+        Mean read-out features of the held-out windows: ``direction · θ`` is their mean EP
+        per window.
+
+    Returns
+    -------
+    float
+        Standard deviation of the held-out mean EP per window, k_B.
+    """
+    theta = theta.double()
+    used = torch.nonzero(features.abs().amax(dim=0) > 0).flatten()
+    n = len(features)
+    labels = np.unique(units, return_inverse=True)[1]
+    n_units = int(labels.max()) + 1 if n else 0
+    if n_units < 2 or len(used) == 0:
+        return 0.0
+    lab = torch.as_tensor(labels)
+    p = len(used)
+    hess = lam * torch.eye(p, dtype=torch.float64)
+    sums = torch.zeros(n_units, p, dtype=torch.float64)
+    for a in range(0, n, CHUNK):
+        f = features[a: a + CHUNK][:, used].double()
+        w = safe_exp_neg(f @ theta[used])
+        hess += (f * w[:, None]).T @ f / n
+        sums.index_add_(0, lab[a: a + CHUNK], f * (1.0 + w)[:, None])
+    counts = torch.bincount(lab, minlength=n_units).double()
+    centred = sums - counts[:, None] * (sums.sum(dim=0) / n)
+    meat = centred.T @ centred / n**2 * n_units / (n_units - 1)
+    c = torch.linalg.lstsq(hess, direction.double()[used, None]).solution[:, 0]
+    return float(torch.sqrt(torch.clamp(c @ meat @ c, min=0.0)))

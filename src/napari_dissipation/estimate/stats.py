@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Split", "split_windows", "integrated_autocorrelation_time", "bootstrap_rate_ci",
-           "per_transition"]
+           "per_transition", "training_units", "widen_interval"]
 
 #: With at least this many movies, whole movies are held out; else time blocks.
 MIN_MOVIES_FOR_MOVIE_SPLIT = 4
@@ -190,3 +190,40 @@ def per_transition(window_ep: np.ndarray, k: int) -> np.ndarray:
         total[j: j + n] += share
         count[j: j + n] += 1
     return total / count.reshape((-1,) + (1,) * (window_ep.ndim - 1))
+
+
+def training_units(split: Split, min_units: int = 20) -> np.ndarray:
+    """Independent unit of every training window, in the order of ``split.train``.
+
+    Each training movie is a unit; with fewer than ``min_units`` movies each one's windows
+    are cut into contiguous time blocks so that there are about ``min_units`` units.
+
+    Returns
+    -------
+    ndarray of int, shape (total training windows,)
+    """
+    per_movie = max(1, int(np.ceil(min_units / max(len(split.train), 1))))
+    labels, next_id = [], 0
+    for _, starts in split.train:
+        pieces = max(1, min(per_movie, len(starts)))
+        ids = np.repeat(np.arange(pieces), [len(c) for c in np.array_split(starts, pieces)])
+        labels.append(ids + next_id)
+        next_id += pieces
+    return np.concatenate(labels) if labels else np.zeros(0, dtype=int)
+
+
+def widen_interval(rate: float, ci: tuple[float, float], extra_sd: float,
+                   level: float = 0.95) -> tuple[float, float]:
+    """Add an independent error of standard deviation ``extra_sd`` to an interval.
+
+    Each half-width h becomes ``sqrt(h² + (z · extra_sd)²)``, z the normal quantile of
+    ``level``: the held-out sampling error (the bootstrap interval) and the training
+    noise of the read-out (``extra_sd``) are independent, so their variances add.
+    """
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    extra = (z * float(extra_sd)) ** 2
+    lo, hi = ci
+    return (rate - float(np.sqrt((rate - lo) ** 2 + extra)),
+            rate + float(np.sqrt((hi - rate) ** 2 + extra)))

@@ -29,7 +29,9 @@ from .data import MovieSet, Normalisation
 from .distributed import SINGLE, Context
 from .model import EPNet
 from .objective import neep_objective
-from .readout import refit_readout
+from .readout import readout_sd, refit_readout
+from .stats import training_units
+from .warmstart import warm_start
 
 __all__ = ["Progress", "TrainOutcome", "train", "window_ep", "batch_tensor", "CHECKPOINT_FORMAT"]
 
@@ -110,6 +112,9 @@ class TrainOutcome:
     seconds: float
     stop_reason: str
     history: list = field(default_factory=list)
+    #: Standard deviation of the held-out mean EP per window from the read-out's
+    #: training noise, k_B (:func:`~napari_dissipation.estimate.readout.readout_sd`).
+    readout_sd: float = 0.0
 
 
 def batch_tensor(data: MovieSet, movie_idx: np.ndarray, starts: np.ndarray,
@@ -209,6 +214,11 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     train_m = np.concatenate([np.full(len(s), m) for m, s in split.train])
     train_s = np.concatenate([s for _, s in split.train])
     eval_units = _eval_subset(split.held_out, cfg.eval_windows, rng)
+    warm = None
+    if resume is None and ctx.is_main:  # other ranks get rank 0's start when wrapped
+        t_warm = time.perf_counter()
+        warm = warm_start(model, data, train_m, train_s, eval_units, norm, device, cfg.seed)
+        warm["seconds"] = time.perf_counter() - t_warm
     net = ctx.wrap(model, device)  # DistributedDataParallel under torchrun, else the model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
                            weight_decay=cfg.weight_decay)
@@ -217,14 +227,18 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     average = torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(EMA_DECAY))
     if resume is None:
-        # The starting point, ΔS ≡ 0 (objective −1), is the first candidate: a network
-        # that never beats it on held-out data has learnt nothing that generalises, and
-        # then the estimate is zero rather than an overfitted, confidently wrong rate.
+        # The starting point (the warm start's fit, or ΔS ≡ 0 when no fit beat it on
+        # held-out data) is the first candidate: when nothing trained beats ΔS ≡ 0, the
+        # estimate is zero rather than an overfitted, confidently wrong rate.
         best_obj = _evaluate(model, data, eval_units, norm, device)[0] if ctx.is_main else None
         best_iter, best_state = 0, copy.deepcopy(model.state_dict())
         val_obj = rate = None
         bad_evals = 0
         history = []
+        if warm is not None:
+            history.append({"iteration": 0, "seconds": 0.0, "train_objective": None,
+                            "val_objective": warm["val_objective"],
+                            "ep_rate": warm["val_mean_ep"] / rate_scale, "warm_start": warm})
         it, elapsed, done = 0, 0.0, False
         reason = "iterations"
     else:
@@ -317,15 +331,17 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     model.load_state_dict(best_state)
     refit = None
     if ctx.is_main:
-        refit = _refit(model, data, train_m, train_s, eval_units, best_obj, norm, device, rng)
+        refit = _refit(model, data, train_m, train_s, training_units(split), eval_units,
+                       best_obj, norm, device, rng)
     if ctx.active:  # rank 0's refit result and final weights on every rank
         refit = ctx.broadcast_object(refit)
         ctx.broadcast_state(model)
-    if refit is not None:
+    if refit["kept"]:
         history.append({"iteration": it, "seconds": time.perf_counter() - t0,
                         "train_objective": refit["after"], "val_objective": refit["val_after"],
                         "ep_rate": refit["val_mean_ep"] / rate_scale, "readout_refit": True})
-    return TrainOutcome(best_iter, it, time.perf_counter() - t0, reason, history)
+    return TrainOutcome(best_iter, it, time.perf_counter() - t0, reason, history,
+                        readout_sd=refit["readout_sd"])
 
 
 def snapshot(*, model, average, optimizer, best_state, rng, iteration: int, seconds: float,
@@ -361,21 +377,28 @@ def _forward_precision(device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def _refit(model, data, train_m, train_s, eval_units, val_before: float, norm, device, rng,
-           n_max: int = READOUT_WINDOWS) -> dict | None:
+def _refit(model, data, train_m, train_s, train_u, eval_units, val_before: float, norm, device,
+           rng, n_max: int = READOUT_WINDOWS) -> dict:
     """Newton refit of the read-out on training windows; kept only if held-out agrees.
 
     ``val_before`` is the held-out objective of the model as it comes in (the best one
-    found during training, on the same ``eval_units``).
+    found during training, on the same ``eval_units``); ``train_u`` the independent unit
+    of each training window.  Returns the refit's figures, ``kept``, and ``readout_sd``:
+    the training noise of the final read-out, as the standard deviation of the held-out
+    mean EP per window (k_B).
     """
-    pick = rng.choice(len(train_s), size=min(n_max, len(train_s)), replace=False)
+    pick = np.sort(rng.choice(len(train_s), size=min(n_max, len(train_s)), replace=False))
     model.eval()
     b = infer_batch(data)
-    with torch.no_grad():
-        feats = torch.cat([
-            model.readout_features(batch_tensor(data, train_m[pick[a: a + b]],
-                                                train_s[pick[a: a + b]], norm, device)).cpu()
-            for a in range(0, len(pick), b)])
+
+    def features(movie_idx, starts):
+        with torch.no_grad():
+            return torch.cat([
+                model.readout_features(batch_tensor(data, movie_idx[a: a + b],
+                                                    starts[a: a + b], norm, device)).cpu()
+                for a in range(0, len(starts), b)])
+
+    feats = features(train_m[pick], train_s[pick])
     start = copy.deepcopy(model.state_dict())
     best = None
     # The penalty keeps the refit from fitting the noise of the training windows; its
@@ -388,5 +411,11 @@ def _refit(model, data, train_m, train_s, eval_units, val_before: float, norm, d
             best = dict(info, ridge=ridge, val_before=val_before, val_after=val_after,
                         val_mean_ep=mean_ep, state=copy.deepcopy(model.state_dict()))
     model.load_state_dict(start if best is None else best.pop("state"))
-    return best
+    out = {"kept": best is not None, **(best or {})}
+    ev_m = np.concatenate([np.full(len(s), m) for m, s in eval_units])
+    ev_s = np.concatenate([s for _, s in eval_units])
+    direction = features(ev_m, ev_s).double().mean(dim=0)
+    lam = out.get("lam", 0.0)
+    out["readout_sd"] = readout_sd(feats, train_u[pick], model.readout_params(), lam, direction)
+    return out
 
