@@ -59,6 +59,8 @@ def run_case(name: str, *, n_beads=2, t_cold=1.0, t_hot=10.0, n_movies=100, n_fr
         "exact_in_ci": result.ep_rate_ci[0] <= sim.truth.ep_rate <= result.ep_rate_ci[1],
         "fit_seconds": t_fit, "simulate_seconds": t_sim, "iterations": result.iterations,
         "stop_reason": result.stop_reason, "ci": result.ci_info,
+        "warm_start": {k: v for k, v in result.history[0].get("warm_start", {}).items()
+                       if k != "tried"},
     }
     if test_movies:
         test = simulate.bead_spring(n_beads=n_beads, t_cold=t_cold, t_hot=t_hot,
@@ -163,8 +165,8 @@ CASES = {
                                      **o),
     "l10000": lambda a, **o: run_case("l10000", n_frames=10000, max_seconds=a.seconds or 1500,
                                       threads=a.threads, **o),
-    "five-beads": lambda a, **o: run_case("five-beads", n_beads=5, max_seconds=a.seconds or 540,
-                                          threads=a.threads, **{"n_modes": 24, **o}),
+    "five-beads": lambda a, **o: run_case("five-beads", n_beads=5, n_frames=3000,
+                                          max_seconds=a.seconds or 540, threads=a.threads, **o),
     "equilibrium": lambda a, **o: run_case("equilibrium", t_cold=3.0, t_hot=3.0,
                                            max_seconds=a.seconds or 300, threads=a.threads, **o),
 }
