@@ -259,6 +259,18 @@ class EPNet(nn.Module):
             parts.append(torch.cat([last.weight[:, :, 0, 0], last.bias[:, None]], dim=1).flatten())
         return torch.cat([p.detach() for p in parts])
 
+    def readout_columns(self) -> torch.Tensor:
+        """Indices of the read-out parameters that can matter: those of unused (zero)
+        global patterns have features that are zero on every input."""
+        active = self.modes.flatten(1).abs().amax(dim=1) > 0
+        odd, even = active.repeat(self.n_odd), active.repeat(self.n_even)
+        parts = [(odd[:, None] & even[None, :]).flatten(), odd, odd]
+        if self.conv is not None:
+            last = self.conv[-1]
+            parts.append(torch.ones(last.weight.shape[0] * (last.weight.shape[1] + 1),
+                                    dtype=torch.bool, device=active.device))
+        return torch.nonzero(torch.cat(parts)).flatten().cpu()
+
     @torch.no_grad()
     def set_readout_params(self, theta: torch.Tensor) -> None:
         """Write read-out parameters θ (P,) back into the layers."""

@@ -19,6 +19,8 @@ __all__ = ["maximise_neep", "readout_sd", "refit_readout"]
 
 #: Rows of the feature matrix handled at once.
 CHUNK = 8192
+#: Largest number of read-out parameters refitted (a Newton step costs N P² operations).
+MAX_PARAMS = 1500
 
 
 def _objective(features: torch.Tensor, theta: torch.Tensor, theta0: torch.Tensor,
@@ -92,7 +94,7 @@ def maximise_neep(features: torch.Tensor, theta0: torch.Tensor, *, lam: float = 
 
 @torch.no_grad()
 def refit_readout(model, features: torch.Tensor, *, ridge: float = 1e-3,
-                  max_steps: int = 20) -> dict:
+                  columns: torch.Tensor | None = None, max_steps: int = 20) -> dict:
     """Maximise the NEEP objective over the read-out parameters by Newton's method.
 
     Parameters
@@ -100,21 +102,30 @@ def refit_readout(model, features: torch.Tensor, *, ridge: float = 1e-3,
     model : EPNet
         Updated in place.
     features : Tensor, shape (N, P)
-        ``model.readout_features`` of training windows.
+        ``model.readout_features`` of training windows, restricted to ``columns``.
     ridge : float
         Penalty ``ridge · <ΔS²> · |θ − θ_0|² / 2`` on the distance from the current
         parameters θ_0: it keeps the step well posed and limits fitting of noise.
+    columns : Tensor of int, optional
+        The read-out parameters refitted (default: all); the others keep their values.
     max_steps : int
 
     Returns
     -------
     dict
-        ``before``/``after`` objective on the given windows and the number of steps.
+        ``before``/``after`` objective on the given windows, the number of steps and the
+        absolute penalty ``lam``; ``skipped`` (a reason) when there were too many
+        parameters to refit.
     """
-    theta0 = model.readout_params().double()
+    theta = model.readout_params().double()
+    columns = torch.arange(len(theta)) if columns is None else columns
+    theta0 = theta[columns]
     scale = float(torch.mean(_matvec(features, theta0) ** 2).clamp_min(1e-8))
-    theta, before, after, steps = maximise_neep(features, theta0, lam=ridge * scale,
-                                                max_steps=max_steps)
+    if len(columns) > MAX_PARAMS:
+        return {"before": None, "after": None, "steps": 0, "lam": ridge * scale,
+                "skipped": f"{len(columns)} read-out parameters (more than {MAX_PARAMS})"}
+    theta[columns], before, after, steps = maximise_neep(features, theta0, lam=ridge * scale,
+                                                         max_steps=max_steps)
     model.set_readout_params(theta)
     return {"before": before, "after": after, "steps": steps, "lam": ridge * scale}
 

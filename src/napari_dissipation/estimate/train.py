@@ -391,11 +391,14 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, val_before: float
     model.eval()
     b = infer_batch(data)
 
+    columns = model.readout_columns()
+
     def features(movie_idx, starts):
         with torch.no_grad():
             return torch.cat([
                 model.readout_features(batch_tensor(data, movie_idx[a: a + b],
-                                                    starts[a: a + b], norm, device)).cpu()
+                                                    starts[a: a + b], norm, device))
+                [:, columns.to(device)].cpu()
                 for a in range(0, len(starts), b)])
 
     feats = features(train_m[pick], train_s[pick])
@@ -405,7 +408,9 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, val_before: float
     # strength is chosen on the held-out windows, like the stopping point.
     for ridge in READOUT_RIDGES:
         model.load_state_dict(start)
-        info = refit_readout(model, feats, ridge=ridge)
+        info = refit_readout(model, feats, ridge=ridge, columns=columns)
+        if info.get("skipped"):
+            break
         val_after, mean_ep = _evaluate(model, data, eval_units, norm, device)
         if val_after > (val_before if best is None else best["val_after"]):
             best = dict(info, ridge=ridge, val_before=val_before, val_after=val_after,
@@ -416,6 +421,7 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, val_before: float
     ev_s = np.concatenate([s for _, s in eval_units])
     direction = features(ev_m, ev_s).double().mean(dim=0)
     lam = out.get("lam", 0.0)
-    out["readout_sd"] = readout_sd(feats, train_u[pick], model.readout_params(), lam, direction)
+    out["readout_sd"] = readout_sd(feats, train_u[pick], model.readout_params()[columns], lam,
+                                   direction)
     return out
 

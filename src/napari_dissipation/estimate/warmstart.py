@@ -36,6 +36,8 @@ FIT_WINDOWS = 30_000
 SAMPLE_FRAMES = 2000
 #: Penalty of the fits, relative to the mean squared feature.
 RIDGE = 1e-4
+#: Largest number of parameters of a candidate fit.
+MAX_PARAMS = 600
 #: Counts past the best one tried before giving up on a blur scale.
 PATIENCE = 2
 
@@ -109,7 +111,10 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     ev_s = np.concatenate([s for _, s in eval_units])
     z_ev, dz_ev = _coordinates(model, _windows(data, ev_m, ev_s, norm, device), stack, mean_t)
 
+    # A Newton step costs N P² for P = n_odd m (n_even m + 1) parameters: large k caps m.
     counts = [c for c in PATTERN_COUNTS if c < k_max] + [k_max]
+    counts = [c for c in counts
+              if model.n_odd * c * (model.n_even * c + 1) <= MAX_PARAMS] or counts[:1]
     best = {"val_objective": -1.0, "val_mean_ep": 0.0, "smoothing": 0.0, "n_patterns": 0,
             "theta": None}
     tried = []
