@@ -37,11 +37,11 @@ DOCS = ROOT.parent / "docs"
 SEEDS = (0, 1, 2)
 METHODS = ("neep", "sfi")
 
-#: Run size of every condition (CPU budget: ~1 minute per fit on one thread).
+#: Run size of every condition (CPU budget: under a minute per fit on one thread).
 N_MOVIES = 20
 N_FRAMES = 1000
 DT = 0.01
-FIT_SECONDS = 75.0
+FIT_SECONDS = 45.0
 VISIBLE = (0, 2, 4)  # beads 1, 3, 5 of the 5-bead chain
 
 CONDITIONS: dict[str, dict] = {}

@@ -49,15 +49,18 @@ def layer_data(sim, name: str, movie: int = 0) -> list[tuple]:
 
 
 def bead_spring_2() -> list[tuple]:
-    """2-bead chain (Tc = 1, Th = 10), 1000 frames of 20 x 40 px, dt = 0.01 s: 2.025 k_B/s."""
-    sim = simulate.bead_spring(n_beads=2, t_cold=1.0, t_hot=10.0, n_movies=1, n_frames=1000,
+    """2-bead chain (Tc = 1, Th = 10), 20000 frames of 20 x 40 px, dt = 0.01 s: 2.025 k_B/s.
+
+    200 s of movie: enough transitions for a rate within about 10% (16 MB, 8-bit).
+    """
+    sim = simulate.bead_spring(n_beads=2, t_cold=1.0, t_hot=10.0, n_movies=1, n_frames=20000,
                                dt=0.01, seed=SAMPLE_SEED)
     return layer_data(sim, "Bead-spring movie (2 beads)")
 
 
 def bead_spring_5() -> list[tuple]:
-    """5-bead chain (T linear 1 to 10), 1000 frames of 20 x 100 px, dt = 0.01 s."""
-    sim = simulate.bead_spring(n_beads=5, t_cold=1.0, t_hot=10.0, n_movies=1, n_frames=1000,
+    """5-bead chain (T linear 1 to 10), 10000 frames of 20 x 100 px, dt = 0.01 s."""
+    sim = simulate.bead_spring(n_beads=5, t_cold=1.0, t_hot=10.0, n_movies=1, n_frames=10000,
                                dt=0.01, seed=SAMPLE_SEED)
     return layer_data(sim, "Bead-spring movie (5 beads)")
 
