@@ -363,3 +363,17 @@ def test_an_unexpected_engine_error_keeps_its_traceback(viewer_widget, qtbot, mo
     assert any("unexpected RuntimeError: boom" in m for m in notes.messages)
     assert "Traceback" in caplog.text and "broken_fit_iter" in caplog.text
     assert widget.train_button.isEnabled() and widget.progress_bar.maximum() == 1000
+
+
+def test_nothing_learnt_is_said_in_the_status(viewer_widget, qtbot):
+    """Independent noise frames carry no arrow of time: the status says that the zero rate
+    means nothing was learnt, not that there is no entropy production."""
+    viewer, widget = viewer_widget
+    noise = np.random.default_rng(4).normal(0, 1, (200, 10, 10)).astype(np.float32)
+    layer = viewer.add_image(noise, name="noise", scale=(0.01, 1, 1))
+    widget.select_layer(layer)
+    widget.set_options(max_iterations=20, **FAST)
+    widget.train()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert widget.outputs is not None and widget.outputs.ep_rate == 0.0
+    assert "nothing was learnt" in widget.status_label.text()

@@ -714,9 +714,12 @@ class DissipationWidget(QWidget):
         )
         self._show_outputs(outputs)
         reason = STOP_REASONS.get(fit.stop_reason, fit.stop_reason)
-        self.status_label.setText(
-            f"Trained in {fit.seconds:.0f} s, {fit.iterations} iterations ({reason}); "
-            "the rate is measured on held-out data.")
+        text = (f"Trained in {fit.seconds:.0f} s, {fit.iterations} iterations ({reason}); "
+                "the rate is measured on held-out data.")
+        if not fit.learnt:
+            text += (" Nothing fitted beat zero on held-out data: 0 means nothing was learnt "
+                     "(more frames may help), not that there is no entropy production.")
+        self.status_label.setText(text)
 
     def _on_estimate_returned(self, value) -> None:
         ep, rate, maps, density = value
