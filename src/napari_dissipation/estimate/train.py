@@ -239,7 +239,8 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
             history.append({"iteration": 0, "seconds": 0.0, "train_objective": None,
                             "val_objective": warm["val_objective"],
                             "ep_rate": warm["val_mean_ep"] / rate_scale, "warm_start": warm})
-        it, elapsed, done = 0, 0.0, False
+        # The warm start's time counts against the budget.
+        it, elapsed, done = 0, 0.0 if warm is None else warm["seconds"], False
         reason = "iterations"
     else:
         meta = json.loads(resume["meta"])
