@@ -32,7 +32,7 @@ SMOOTHINGS = (0.0, 2.0, 4.0, 8.0)
 #: Pattern counts tried, up to the model's ``n_modes``.
 PATTERN_COUNTS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 #: Training windows the candidate fits are made on.
-FIT_WINDOWS = 30_000
+FIT_WINDOWS = 200_000
 #: Frames the principal patterns are computed from.
 SAMPLE_FRAMES = 2000
 #: Penalty of the fits, relative to the mean squared feature.
