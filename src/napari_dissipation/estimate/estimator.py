@@ -234,7 +234,6 @@ class EPEstimator:
         split = split_windows(data.n_windows, cfg.frames_per_input,
                               validation_fraction=cfg.validation_fraction, rng=rng)
         model = _build_model(cfg, data.frame_shape)
-        model.init_from_frames(_sample_frames(data, split, norm, rng))
         model = model.to(device)
         saver = state = None
         if checkpoint is not None:
@@ -467,17 +466,6 @@ def _build_model(cfg: EstimatorConfig, frame_shape):
     return EPNet(frames_per_input=cfg.frames_per_input, frame_shape=frame_shape,
                  channels=cfg.channels, max_pools=cfg.max_pools, n_modes=cfg.n_modes,
                  hidden=cfg.hidden)
-
-
-def _sample_frames(data: MovieSet, split, norm: Normalisation, rng: np.random.Generator,
-                   n: int = 2000) -> np.ndarray:
-    """Up to ``n`` normalised frames from the training windows, (n, H, W)."""
-    per = max(1, n // len(split.train))
-    frames = []
-    for m, starts in split.train:
-        pick = np.unique(rng.choice(starts, size=min(per, len(starts)), replace=False))
-        frames.append(data.frames(m, pick))
-    return (np.concatenate(frames) - norm.offset) / norm.scale
 
 
 def _check_dt(dt) -> float:

@@ -19,8 +19,9 @@ leading order, of this form: a force linear in the state dotted with the displac
   coordinate channels) down to a grid of cells 4 px across, a 3x3 and a 1x1 convolution,
   each cell's value spread over its pixels — local, translation-equivariant structure;
 * a global part: the even and odd channels projected on K fixed patterns over the whole
-  frame, the principal components of the frames (``init_from_frames``), and
-  a small network ``g`` of the projected state giving the force along each pattern.  It
+  frame, principal components of blurred frames (:func:`principal_patterns`, chosen by
+  ``estimate.warmstart``), and a linear map plus a small network ``g`` of the projected
+  state giving the force along each pattern.  It
   lets the force on one bead depend on where the others are, however far, which a
   stack of small convolutions would need many layers and a long training to learn.
 """
@@ -155,26 +156,6 @@ class EPNet(nn.Module):
 
         yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
         self.register_buffer("coords", torch.stack([yy, xx])[None], persistent=False)
-
-    @torch.no_grad()
-    def init_from_frames(self, frames: np.ndarray, *, smoothing: float = 0.0,
-                         n_active: int | None = None) -> None:
-        """Set the mean frame and the global patterns from sample frames.
-
-        The patterns are the principal components of the frames blurred by a Gaussian of
-        ``smoothing`` pixels (:func:`principal_patterns`), each scaled so that its
-        coordinate has unit variance over the sample; patterns past ``n_active`` are zero.
-
-        Parameters
-        ----------
-        frames : ndarray, shape (n, H, W)
-            Normalised frames.
-        smoothing : float
-            Blur scale in pixels (0: the frames as they are).
-        n_active : int, optional
-            Number of patterns in use (default: all ``n_modes``).
-        """
-        self.set_patterns(*principal_patterns(frames, self.n_modes, smoothing), n_active=n_active)
 
     @torch.no_grad()
     def set_patterns(self, patterns: np.ndarray, mean: np.ndarray, *,

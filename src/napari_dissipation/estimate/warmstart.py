@@ -10,8 +10,8 @@ their optimum in seconds, with no stochastic gradient noise.
 
 Which blur and how many patterns the data support is chosen on held-out windows: a
 pattern count past what the data can pin down fits noise, and the held-out objective
-falls, and a candidate must beat ΔS ≡ 0 by several standard errors of the held-out
-objective to count.  Stochastic training then starts from the chosen fit (the hidden branch and the
+falls; a candidate counts only if its held-out mean EP is several standard errors above
+zero.  Stochastic training then starts from the chosen fit (the hidden branch and the
 convolutional part learn what is not bilinear), and that fit is the first candidate for
 the kept weights; ΔS ≡ 0 stays the starting point when no fit beats it on held-out data.
 """
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .model import EPNet, principal_patterns
-from .objective import neep_objective, safe_exp_neg
+from .objective import neep_objective
 from .readout import maximise_neep
 
 __all__ = ["warm_start", "SMOOTHINGS", "PATTERN_COUNTS"]
@@ -39,7 +39,7 @@ SAMPLE_FRAMES = 2000
 RIDGE = 1e-4
 #: Largest number of parameters of a candidate fit.
 MAX_PARAMS = 600
-#: Standard errors by which a candidate's held-out objective must beat ΔS ≡ 0.
+#: Standard errors by which a candidate's held-out mean EP must exceed 0.
 SIGNIFICANCE = 3.0
 #: Counts past the best one tried before giving up on a blur scale.
 PATIENCE = 2
@@ -132,10 +132,9 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
                                       lam=lam)
             ep = _features(z_ev[:, :, sub], dz_ev[:, :, sub]).double() @ theta
             obj = float(neep_objective(ep))
-            # Gain over ΔS ≡ 0 per window; a candidate must beat zero by SIGNIFICANCE
-            # standard errors, or picking the best of many would often "find" EP in noise.
-            gain = ep - safe_exp_neg(ep) + 1.0
-            significant = float(gain.mean()) > SIGNIFICANCE * float(gain.std()) / len(gain) ** 0.5
+            # Picking the best of many fits would often "find" EP in noise: a candidate
+            # counts only if its held-out mean EP is SIGNIFICANCE standard errors above 0.
+            significant = float(ep.mean()) > SIGNIFICANCE * float(ep.std()) / len(ep) ** 0.5
             tried.append({"smoothing": s, "n_patterns": m, "val_objective": obj,
                           "significant": significant})
             if significant and obj > best["val_objective"]:
