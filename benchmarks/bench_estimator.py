@@ -172,10 +172,36 @@ CASES = {
 }
 
 
+def table() -> str:
+    """The results as markdown rows: one per case, then one per coverage data set."""
+    head = ("| case | rate (95% CI), k_B/s | exact | bias vs same transitions | exact in CI "
+            "| test R² | fit time | steps (stop) | warm start (blur, patterns) |\n"
+            "|---|---|---|---|---|---|---|---|---|")
+    rows = [head]
+    names = [*CASES] + [f"coverage_{i}" for i in range(10)]
+    for name in names:
+        path = OUT / f"{name}.json"
+        if not path.exists():
+            continue
+        r = json.loads(path.read_text())
+        lo, hi = r["ep_rate_ci"]
+        bias = r.get("bias_vs_same_transitions")
+        bias = "—" if bias is None or abs(r["held_out_exact_mean"]) < 1e-9 else f"{bias:+.1%}"
+        warm = r.get("warm_start") or {}
+        r2 = r.get("test_r2")
+        rows.append(
+            f"| {name} | {r['ep_rate']:.3f} ({lo:.3f} to {hi:.3f}) | {r['exact_rate']:.4g} | "
+            f"{bias} | {'yes' if r['exact_in_ci'] else '**no**'} | "
+            f"{'—' if r2 is None else f'{r2:.3f}'} | {r['fit_seconds']:.0f} s | "
+            f"{r['iterations']} ({r['stop_reason']}) | "
+            f"{warm.get('smoothing', '—')} px, {warm.get('n_patterns', '—')} |")
+    return "\n".join(rows)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("case", choices=[*CASES, "coverage", "throughput"])
+    parser.add_argument("case", choices=[*CASES, "coverage", "throughput", "table"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=None, help="fit budget override")
     parser.add_argument("--force", action="store_true", help="run even if the result exists")
@@ -185,6 +211,9 @@ def main():
     args = parser.parse_args()
     extra = {} if args.channels is None else {"channels": args.channels}
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.case == "table":
+        print(table())
+        return
     if args.case == "coverage":
         for i in range(10):
             path = OUT / f"coverage{args.tag}_{i}.json"
