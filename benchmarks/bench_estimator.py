@@ -192,7 +192,7 @@ def table() -> str:
         rows.append(
             f"| {name} | {r['ep_rate']:.3f} ({lo:.3f} to {hi:.3f}) | {r['exact_rate']:.4g} | "
             f"{bias} | {'yes' if r['exact_in_ci'] else '**no**'} | "
-            f"{'—' if r2 is None else f'{r2:.3f}'} | {r['fit_seconds']:.0f} s | "
+            f"{'—' if r2 is None or r2 != r2 else f'{r2:.3f}'} | {r['fit_seconds']:.0f} s | "
             f"{r['iterations']} ({r['stop_reason']}) | "
             f"{warm.get('smoothing', '—')} px, {warm.get('n_patterns', '—')} |")
     return "\n".join(rows)
