@@ -33,8 +33,10 @@ SMOOTHINGS = (0.0, 2.0, 4.0, 8.0)
 PATTERN_COUNTS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 #: Training windows the candidate fits are made on.
 FIT_WINDOWS = 200_000
-#: Frames the principal patterns are computed from.
+#: Frames the principal patterns are computed from, and at most this many pixels in all
+#: (a float64 copy of them is 64 MB).
 SAMPLE_FRAMES = 2000
+SAMPLE_PIXELS = 8_000_000
 #: Penalty of the fits, relative to the mean squared feature.
 RIDGE = 1e-4
 #: Largest number of parameters of a candidate fit.
@@ -98,7 +100,8 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     rng = np.random.default_rng([seed, 0x5EED])
     k_max = model.n_modes
     pick = np.sort(rng.choice(len(train_s), size=min(FIT_WINDOWS, len(train_s)), replace=False))
-    frame_pick = rng.choice(pick, size=min(SAMPLE_FRAMES, len(pick)), replace=False)
+    n_frames = max(100, min(SAMPLE_FRAMES, SAMPLE_PIXELS // int(np.prod(data.frame_shape))))
+    frame_pick = rng.choice(pick, size=min(n_frames, len(pick)), replace=False)
     frames = np.concatenate([x[:, 0].cpu().numpy() for x in _windows(
         data, train_m[frame_pick], train_s[frame_pick], norm, device)])
 
