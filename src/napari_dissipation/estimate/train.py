@@ -28,7 +28,7 @@ from .config import EstimatorConfig
 from .data import MovieSet, Normalisation
 from .distributed import SINGLE, Context
 from .model import EPNet
-from .objective import neep_objective
+from .objective import neep_objective, safe_exp_neg
 from .readout import readout_sd, refit_readout
 from .stats import training_units
 from .warmstart import warm_start
@@ -46,6 +46,8 @@ GRAD_CLIP = 1.0
 LR_FLOOR = 0.02
 #: Per-step decay of the weight average (a memory of about 300 steps).
 EMA_DECAY = 0.997
+#: Standard errors by which an evaluation must beat the kept weights to replace them.
+IMPROVEMENT_SE = 2.0
 #: Training windows used for the final Newton refit of the read-out.
 READOUT_WINDOWS = 100_000
 #: Penalties tried for the refit, relative to the mean squared EP of a window.
@@ -149,11 +151,24 @@ def window_ep(model: EPNet, data: MovieSet, m: int, starts: np.ndarray, norm: No
     return out
 
 
-def _evaluate(model, data, units, norm, device) -> tuple[float, float]:
-    """Mean NEEP objective and mean window EP over held-out (movie, starts) units."""
+def _evaluate(model, data, units, norm, device) -> tuple[float, float, np.ndarray]:
+    """Mean NEEP objective, mean window EP and each window's EP over held-out units."""
     eps = np.concatenate([window_ep(model, data, m, s, norm, device) for m, s in units])
     t = torch.from_numpy(eps)
-    return float(neep_objective(t)), float(eps.mean())
+    return float(neep_objective(t)), float(eps.mean()), eps
+
+
+def _clearly_better(eps: np.ndarray, best_eps: np.ndarray) -> bool:
+    """Whether windows' EP ``eps`` beat ``best_eps`` on the NEEP objective by more than
+    :data:`IMPROVEMENT_SE` standard errors of the paired difference.
+
+    The held-out windows that choose the kept weights also measure the rate: taking every
+    chance improvement among tens of evaluations would pick noise that favours those very
+    windows, and bias the rate up.
+    """
+    gain = (eps - safe_exp_neg(torch.from_numpy(eps)).numpy()) - \
+        (best_eps - safe_exp_neg(torch.from_numpy(best_eps)).numpy())
+    return float(gain.mean()) > IMPROVEMENT_SE * float(gain.std()) / len(gain) ** 0.5
 
 
 def _eval_subset(units, n_max: int, rng: np.random.Generator) -> list:
@@ -230,7 +245,8 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
         # The starting point (the warm start's fit, or ΔS ≡ 0 when no fit beat it on
         # held-out data) is the first candidate: when nothing trained beats ΔS ≡ 0, the
         # estimate is zero rather than an overfitted, confidently wrong rate.
-        best_obj = _evaluate(model, data, eval_units, norm, device)[0] if ctx.is_main else None
+        best_obj, _, best_eps = _evaluate(model, data, eval_units, norm, device) \
+            if ctx.is_main else (None, None, None)
         best_iter, best_state = 0, copy.deepcopy(model.state_dict())
         val_obj = rate = None
         bad_evals = 0
@@ -251,6 +267,12 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
         rng.bit_generator.state = meta["rng"]
         torch.set_rng_state(resume["torch_rng"])
         best_obj, best_iter, bad_evals = meta["best_obj"], meta["best_iter"], meta["bad_evals"]
+        best_eps = None
+        if ctx.is_main:  # the kept weights' held-out EP, for the paired comparison
+            current = copy.deepcopy(model.state_dict())
+            model.load_state_dict(best_state)
+            best_eps = _evaluate(model, data, eval_units, norm, device)[2]
+            model.load_state_dict(current)
         val_obj, rate, history = meta["val_obj"], meta["rate"], meta["history"]
         it, elapsed, done, reason = meta["iteration"], meta["seconds"], meta["done"], \
             meta["reason"]
@@ -297,8 +319,11 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
         # would be a candidate against ΔS ≡ 0).
         if (it % cfg.eval_every == 0 or done) and (reason != "stopped" or not history):
             if ctx.is_main:
-                val_obj, mean_ep = _evaluate(average.module, data, eval_units, norm, device)
-                improved = val_obj > best_obj
+                val_obj, mean_ep, eps = _evaluate(average.module, data, eval_units, norm,
+                                                  device)
+                improved = _clearly_better(eps, best_eps)
+                if improved:
+                    best_eps = eps
             if ctx.active:  # rank 0's evaluation, sent to the others
                 val_obj, mean_ep, flag = ctx.broadcast_values(
                     [val_obj, mean_ep, improved] if ctx.is_main else [0.0, 0.0, 0.0], device)
@@ -412,7 +437,7 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, val_before: float
         info = refit_readout(model, feats, ridge=ridge, columns=columns)
         if info.get("skipped"):
             break
-        val_after, mean_ep = _evaluate(model, data, eval_units, norm, device)
+        val_after, mean_ep, _ = _evaluate(model, data, eval_units, norm, device)
         if val_after > (val_before if best is None else best["val_after"]):
             best = dict(info, ridge=ridge, val_before=val_before, val_after=val_after,
                         val_mean_ep=mean_ep, state=copy.deepcopy(model.state_dict()))
