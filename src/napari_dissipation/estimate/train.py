@@ -48,8 +48,10 @@ LR_FLOOR = 0.02
 EMA_DECAY = 0.997
 #: Standard errors by which an evaluation must beat the kept weights to replace them.
 IMPROVEMENT_SE = 2.0
-#: Training windows used for the final Newton refit of the read-out.
-READOUT_WINDOWS = 100_000
+#: Training windows used for the final Newton refit of the read-out: all of them, up to
+#: this many feature values in all (160 MB in float32), and at least 100,000.
+READOUT_FEATURE_VALUES = 40_000_000
+READOUT_MIN_WINDOWS = 100_000
 #: Penalties tried for the refit, relative to the mean squared EP of a window.
 READOUT_RIDGES = (1e-3, 1e-2, 1e-1, 1.0)
 #: Most windows evaluated at once without gradients.
@@ -404,7 +406,7 @@ def _forward_precision(device, enabled: bool):
 
 
 def _refit(model, data, train_m, train_s, train_u, eval_units, val_before: float, norm, device,
-           rng, n_max: int = READOUT_WINDOWS) -> dict:
+           rng) -> dict:
     """Newton refit of the read-out on training windows; kept only if held-out agrees.
 
     ``val_before`` is the held-out objective of the model as it comes in (the best one
@@ -413,11 +415,11 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, val_before: float
     the training noise of the final read-out, as the standard deviation of the held-out
     mean EP per window (k_B).
     """
+    columns = model.readout_columns()
+    n_max = max(READOUT_MIN_WINDOWS, READOUT_FEATURE_VALUES // max(len(columns), 1))
     pick = np.sort(rng.choice(len(train_s), size=min(n_max, len(train_s)), replace=False))
     model.eval()
     b = infer_batch(data)
-
-    columns = model.readout_columns()
 
     def features(movie_idx, starts):
         with torch.no_grad():

@@ -65,6 +65,12 @@ def _coordinates(model: EPNet, batches, patterns: torch.Tensor, mean: torch.Tens
     return torch.cat(zs), torch.cat(dzs)
 
 
+def _mean_square(f: torch.Tensor, chunk: int = 8192) -> float:
+    """Mean of f² over all entries, in chunks of rows (no full-size copy)."""
+    total = sum(float(torch.sum(f[a: a + chunk].double() ** 2)) for a in range(0, len(f), chunk))
+    return total / max(f.numel(), 1)
+
+
 def _features(z: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
     """Read-out features of the linear branch: (dz ⊗ z, dz), shape (N, n_odd m (n_even m + 1))."""
     dz, z = dz.flatten(1), z.flatten(1)
@@ -130,7 +136,7 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
         for m in counts:
             sub = slice(cols.start, cols.start + m)
             f_fit = _features(z_fit[:, :, sub], dz_fit[:, :, sub])
-            lam = RIDGE * float(torch.mean(f_fit.double() ** 2))
+            lam = RIDGE * _mean_square(f_fit)
             theta, *_ = maximise_neep(f_fit, torch.zeros(f_fit.shape[1], dtype=torch.float64),
                                       lam=lam)
             ep = _features(z_ev[:, :, sub], dz_ev[:, :, sub]).double() @ theta
