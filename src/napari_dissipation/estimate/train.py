@@ -49,8 +49,10 @@ EMA_DECAY = 0.997
 #: Standard errors by which an evaluation must beat the kept weights to replace them.
 IMPROVEMENT_SE = 2.0
 #: Training windows used for the final Newton refit of the read-out: all of them, up to
-#: this many feature values in all (160 MB in float32), and at least 100,000.
+#: this many feature values in all (160 MB in float32) and this many pixels read (large
+#: frames), but at least READOUT_MIN_WINDOWS.
 READOUT_FEATURE_VALUES = 40_000_000
+READOUT_PIXELS = 800_000_000
 READOUT_MIN_WINDOWS = 100_000
 #: Penalties tried for the refit, relative to the mean squared EP of a window.
 READOUT_RIDGES = (1e-3, 1e-2, 1e-1, 1.0)
@@ -416,18 +418,22 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, val_before: float
     mean EP per window (k_B).
     """
     columns = model.readout_columns()
-    n_max = max(READOUT_MIN_WINDOWS, READOUT_FEATURE_VALUES // max(len(columns), 1))
+    window_pixels = data.k * int(np.prod(data.frame_shape))
+    n_max = max(READOUT_MIN_WINDOWS, min(READOUT_FEATURE_VALUES // max(len(columns), 1),
+                                         READOUT_PIXELS // window_pixels))
     pick = np.sort(rng.choice(len(train_s), size=min(n_max, len(train_s)), replace=False))
     model.eval()
     b = infer_batch(data)
 
     def features(movie_idx, starts):
+        # Filled in place: a list of small kept tensors between large freed batches
+        # fragments the heap.
+        out = torch.empty(len(starts), len(columns))
         with torch.no_grad():
-            return torch.cat([
-                model.readout_features(batch_tensor(data, movie_idx[a: a + b],
-                                                    starts[a: a + b], norm, device))
-                [:, columns.to(device)].cpu()
-                for a in range(0, len(starts), b)])
+            for a in range(0, len(starts), b):
+                x = batch_tensor(data, movie_idx[a: a + b], starts[a: a + b], norm, device)
+                out[a: a + len(x)] = model.readout_features(x)[:, columns.to(device)].cpu()
+        return out
 
     feats = features(train_m[pick], train_s[pick])
     start = copy.deepcopy(model.state_dict())

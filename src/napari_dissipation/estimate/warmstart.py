@@ -31,8 +31,11 @@ __all__ = ["warm_start", "SMOOTHINGS", "PATTERN_COUNTS"]
 SMOOTHINGS = (0.0, 2.0, 4.0, 8.0)
 #: Pattern counts tried, up to the model's ``n_modes``.
 PATTERN_COUNTS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
-#: Training windows the candidate fits are made on.
+#: Training windows the candidate fits are made on: at most this many, and at most
+#: FIT_PIXELS pixels read in all (large frames), but at least MIN_FIT_WINDOWS.
 FIT_WINDOWS = 200_000
+FIT_PIXELS = 400_000_000
+MIN_FIT_WINDOWS = 10_000
 #: Frames the principal patterns are computed from, and at most this many pixels in all
 #: (a float64 copy of them is 64 MB).
 SAMPLE_FRAMES = 2000
@@ -55,14 +58,25 @@ def _windows(data, movie_idx, starts, norm, device, chunk=2048):
 
 
 @torch.no_grad()
-def _coordinates(model: EPNet, batches, patterns: torch.Tensor, mean: torch.Tensor):
-    """Even and odd pattern coordinates, (N, n_even, P) and (N, n_odd, P), float32."""
-    zs, dzs = [], []
-    for x in batches:
+def _coordinates(model: EPNet, data, movie_idx, starts, norm, device, patterns: torch.Tensor,
+                 mean: torch.Tensor):
+    """Even and odd pattern coordinates, (N, n_even, P) and (N, n_odd, P), float32.
+
+    The outputs are allocated once and filled: many small kept tensors between large
+    freed batches fragment the heap, which then holds on to the batches' memory.
+    """
+    n, k = len(starts), patterns.shape[0]
+    z = torch.empty(n, model.n_even, k)
+    dz = torch.empty(n, model.n_odd, k)
+    flat = patterns.flatten(1).T
+    a = 0
+    for x in _windows(data, movie_idx, starts, norm, device):
         even, odd = model._channels(x)
-        zs.append(torch.einsum("bepq,kpq->bek", even - 2.0 * mean, patterns).cpu())
-        dzs.append(torch.einsum("bopq,kpq->bok", odd, patterns).cpu())
-    return torch.cat(zs), torch.cat(dzs)
+        b = a + len(x)
+        z[a:b] = ((even - 2.0 * mean).flatten(2) @ flat).cpu()
+        dz[a:b] = (odd.flatten(2) @ flat).cpu()
+        a = b
+    return z, dz
 
 
 def _mean_square(f: torch.Tensor, chunk: int = 8192) -> float:
@@ -105,7 +119,9 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     """
     rng = np.random.default_rng([seed, 0x5EED])
     k_max = model.n_modes
-    pick = np.sort(rng.choice(len(train_s), size=min(FIT_WINDOWS, len(train_s)), replace=False))
+    window_pixels = model.frames_per_input * int(np.prod(data.frame_shape))
+    n_fit = int(np.clip(FIT_PIXELS // window_pixels, MIN_FIT_WINDOWS, FIT_WINDOWS))
+    pick = np.sort(rng.choice(len(train_s), size=min(n_fit, len(train_s)), replace=False))
     n_frames = max(100, min(SAMPLE_FRAMES, SAMPLE_PIXELS // int(np.prod(data.frame_shape))))
     frame_pick = rng.choice(pick, size=min(n_frames, len(pick)), replace=False)
     frames = np.concatenate([x[:, 0].cpu().numpy() for x in _windows(
@@ -117,11 +133,11 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
         patterns.append(p)
     stack = torch.as_tensor(np.concatenate(patterns), dtype=torch.float32, device=device)
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device)
-    z_fit, dz_fit = _coordinates(model, _windows(data, train_m[pick], train_s[pick], norm,
-                                                 device), stack, mean_t)
+    z_fit, dz_fit = _coordinates(model, data, train_m[pick], train_s[pick], norm, device,
+                                 stack, mean_t)
     ev_m = np.concatenate([np.full(len(s), m) for m, s in eval_units])
     ev_s = np.concatenate([s for _, s in eval_units])
-    z_ev, dz_ev = _coordinates(model, _windows(data, ev_m, ev_s, norm, device), stack, mean_t)
+    z_ev, dz_ev = _coordinates(model, data, ev_m, ev_s, norm, device, stack, mean_t)
 
     # A Newton step costs N P² for P = n_odd m (n_even m + 1) parameters: large k caps m.
     counts = [c for c in PATTERN_COUNTS if c < k_max] + [k_max]
