@@ -318,7 +318,7 @@ def summary(rows: list[dict]) -> list[str]:
                 f"| {_fmt(float(np.mean([r.get('r2', np.nan) for r in rs])))} "
                 f"| {np.mean([r['wall_seconds'] for r in rs]):.0f} |")
     out += ["", "### Must-pass checks (neep)", ""]
-    for c in ("read_30", "bin_2"):
+    for c in ("read_30", "bin_2", "read_30_L5000", "bin_2_L5000"):
         for r in (r for r in rows if r["condition"] == c and r["method"] == "neep"):
             ok1 = abs(r["rel_err_held"]) <= 0.10
             ok2 = r["ci"][0] <= r["exact_rate"] <= r["ci"][1]
