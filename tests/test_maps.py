@@ -125,14 +125,14 @@ def test_cli_map_writes_stack_and_mean(random_estimators, bead_spring_small, tmp
 def test_mosaic_driven_region_dominates_the_map():
     """Driven 2-bead chain beside an equilibrium one: the map's EP lies in the driven half.
 
-    4,000 training transitions and 400 steps (15-20 s on one core, longer on a loaded
-    machine), measured on an independent movie.  So short a training underestimates the
-    rate (NEEP's estimate grows towards the truth with training), so the test asks only
-    where the EP lies: >= 80% of the map's positive part in the driven region, a clearly
+    12,000 transitions (a held-out movie of 3,000 frames is what it takes for the warm
+    start's fit to count as significant) and 400 steps, measured on an independent movie.
+    So short a training may underestimate the rate, so the test asks mainly where the EP
+    lies: >= 80% of the map's positive part in the driven region, a clearly
     positive driven integral and an equilibrium integral below a quarter of it.  The
     full-size figures (>= 90% and each region within 15%) are in docs/maps.md.
     """
-    sim = simulate.mosaic(n_movies=4, n_frames=1000, seed=0)
+    sim = simulate.mosaic(n_movies=4, n_frames=3000, seed=0)
     test = simulate.mosaic(n_movies=1, n_frames=3000, seed=1)
     est = EPEstimator(threads=1, seed=0, max_iterations=400, eval_every=100)
     est.fit(sim.movies, dt=sim.dt)
