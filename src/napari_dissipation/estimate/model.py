@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["EPNet", "n_downsamplings", "principal_patterns", "gaussian_blur_matrix"]
+__all__ = ["EPNet", "n_downsamplings", "principal_patterns", "gaussian_blur_matrix",
+           "linear_branch_features"]
 
 
 def n_downsamplings(frame_shape: tuple[int, int], most: int = 2) -> int:
@@ -99,6 +100,22 @@ def principal_patterns(frames: np.ndarray, n: int,
     patterns[:k] = np.where(keep[:, None, None],
                             patterns[:k] / np.maximum(std, 1e-12)[:, None, None], 0.0)
     return patterns, mean
+
+
+def linear_branch_features(z: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
+    """Inputs of the linear branch ``dz · (W z + b)`` as one row per window.
+
+    Parameters
+    ----------
+    z, dz : Tensor, shape (B, n_in) and (B, n_out)
+        Even and odd pattern coordinates.
+
+    Returns
+    -------
+    Tensor, shape (B, n_out · n_in + n_out)
+        ``dz ⊗ z`` (row-major, the layout of ``W``) then ``dz`` (that of ``b``).
+    """
+    return torch.cat([(dz[:, :, None] * z[:, None, :]).flatten(1), dz], dim=1)
 
 
 class EPNet(nn.Module):
@@ -223,7 +240,7 @@ class EPNet(nn.Module):
         even, odd = self._channels(x)
         z = self._state(even)
         dz = torch.einsum("bopq,kpq->bok", odd, self.modes).flatten(1)
-        parts = [(dz[:, :, None] * z[:, None, :]).flatten(1), dz, self.g_hidden(z) * dz]
+        parts = [linear_branch_features(z, dz), self.g_hidden(z) * dz]
         if self.conv is not None:
             f = self._conv_on_pixels(even, self.conv[:-1])
             ones = torch.ones_like(f[:, :1])

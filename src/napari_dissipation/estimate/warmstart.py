@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .model import EPNet, principal_patterns
+from .model import EPNet, linear_branch_features, principal_patterns
 from .objective import neep_objective
 from .readout import maximise_neep
 
@@ -86,9 +86,8 @@ def _mean_square(f: torch.Tensor, chunk: int = 8192) -> float:
 
 
 def _features(z: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
-    """Read-out features of the linear branch: (dz ⊗ z, dz), shape (N, n_odd m (n_even m + 1))."""
-    dz, z = dz.flatten(1), z.flatten(1)
-    return torch.cat([(dz[:, :, None] * z[:, None, :]).flatten(1), dz], dim=1)
+    """Linear-branch features of coordinates (N, n_even, m) and (N, n_odd, m)."""
+    return linear_branch_features(z.flatten(1), dz.flatten(1))
 
 
 @torch.no_grad()
