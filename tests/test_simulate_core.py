@@ -182,3 +182,39 @@ def test_bead_centroids_follow_positions():
         np.testing.assert_allclose(centroid[inside], 9.5 + x[inside], atol=0.1)
         np.testing.assert_allclose(((half * rows).sum(axis=(1, 2)) / mass)[inside], 9.5,
                                    atol=0.1)
+
+
+def test_window_irreversibility_exact_cases():
+    model = bead_spring_model([1.0, 4.0, 2.0, 7.0, 3.0])
+    dt = 0.05
+    # Every coordinate, no noise, two frames: the mean step EP.
+    assert model.window_irreversibility(2, dt) == pytest.approx(model.step_ep_mean(dt), rel=1e-9)
+    # Markov: k frames carry k - 1 times the step EP.
+    assert model.window_irreversibility(5, dt) == pytest.approx(4 * model.step_ep_mean(dt),
+                                                                rel=1e-8)
+    # One coordinate of a stationary Gaussian process is reversible; so is equilibrium.
+    assert abs(model.window_irreversibility(6, dt, observed=[2])) < 1e-10
+    eq = bead_spring_model([2.0] * 5)
+    assert abs(eq.window_irreversibility(4, dt, observed=[0, 2, 4], noise_sd=0.3)) < 1e-10
+    # Hiding coordinates or adding noise can only lose irreversibility.
+    full = model.window_irreversibility(3, dt)
+    assert 0 < model.window_irreversibility(3, dt, observed=[0, 2, 4]) < full
+    assert 0 < model.window_irreversibility(3, dt, noise_sd=0.2) < full
+
+
+def test_window_irreversibility_matches_sampled_log_ratio(rng):
+    # Monte Carlo: the mean of ln p(window) - ln p(reversed window) over sampled windows.
+    model = bead_spring_model([1.0, 20.0, 2.0])
+    dt, k, obs, sd = 0.3, 3, [0, 1], 0.2
+    x = model.sample(400, 60, dt, rng=rng)[..., obs]
+    y = x + sd * rng.standard_normal(x.shape)
+    windows = np.stack([y[:, j: y.shape[1] - k + 1 + j] for j in range(k)], axis=2)
+    w = windows.reshape(-1, k * len(obs))
+    rev = windows[:, :, ::-1].reshape(-1, k * len(obs))
+    cov = np.cov(w.T)
+    cov_rev = np.cov(rev.T)
+    log_ratio = (multivariate_normal(cov=cov).logpdf(w)
+                 - multivariate_normal(cov=cov_rev).logpdf(w))
+    exact = model.window_irreversibility(k, dt, observed=obs, noise_sd=sd)
+    assert exact > 0.5
+    assert np.mean(log_ratio) == pytest.approx(exact, rel=0.1)
