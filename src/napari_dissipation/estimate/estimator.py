@@ -399,7 +399,10 @@ def load_estimator(path, *, device: str = "auto") -> EPEstimator:
     est = EPEstimator(**options)
     model = _build_model(est.config, tuple(cfg["frame_shape"]))
     try:
-        model.load_state_dict(blob["state_dict"])
+        state = dict(blob["state_dict"])
+        if "linear_mask" not in state and "g_linear.weight" in state:  # saved before local patterns
+            state["linear_mask"] = torch.ones_like(state["g_linear.weight"])
+        model.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
         raise InputError(f"{path}: weights do not match the stored configuration ({exc})") from None
     est.model = model.to(est._device()).eval()

@@ -165,6 +165,9 @@ class EPNet(nn.Module):
         self.register_buffer("mean_frame", torch.zeros(h, w))
         n_in, n_out = self.n_even * n_modes, self.n_odd * n_modes
         self.g_linear = nn.Linear(n_in, n_out)
+        # Which entries of the linear map are free: all, or blocks that couple only the
+        # patterns of one tile (``estimate.warmstart``'s local patterns).
+        self.register_buffer("linear_mask", torch.ones(n_out, n_in))
         self.g_hidden = nn.Sequential(nn.Linear(n_in, hidden), nn.Softplus(),
                                       nn.Linear(hidden, n_out))
         for layer in (self.g_linear, self.g_hidden[-1]):
@@ -187,6 +190,23 @@ class EPNet(nn.Module):
         self.modes.copy_(torch.as_tensor(patterns, dtype=self.modes.dtype))
         self.mean_frame.copy_(torch.as_tensor(mean, dtype=self.mean_frame.dtype))
 
+    @torch.no_grad()
+    def set_pattern_groups(self, groups: np.ndarray | None) -> None:
+        """Let the linear map couple only patterns of the same group (None: all of them).
+
+        Parameters
+        ----------
+        groups : ndarray of int, shape (n_modes,), optional
+            Group label of each pattern, e.g. the tile it lives on.
+        """
+        if groups is None:
+            self.linear_mask.fill_(1.0)
+            return
+        g = torch.as_tensor(np.asarray(groups), device=self.linear_mask.device)
+        same = (g[:, None] == g[None, :]).to(self.linear_mask.dtype)
+        self.linear_mask.copy_(same.repeat(self.n_odd, self.n_even))
+        self.g_linear.weight.mul_(self.linear_mask)
+
     def _channels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = self.frames_per_input
         even = torch.stack([x[:, j] + x[:, k - 1 - j] for j in range(self.n_even)], dim=1)
@@ -198,7 +218,9 @@ class EPNet(nn.Module):
         even, odd = self._channels(x)
         local = 0.0 if self.conv is None else self._conv_on_pixels(even, self.conv)
         z = self._state(even)
-        g = (self.g_linear(z) + self.g_hidden(z)).view(x.shape[0], self.n_odd, self.n_modes)
+        linear = nn.functional.linear(z, self.g_linear.weight * self.linear_mask,
+                                      self.g_linear.bias)
+        g = (linear + self.g_hidden(z)).view(x.shape[0], self.n_odd, self.n_modes)
         global_force = torch.einsum("bok,kpq->bopq", g, self.modes)
         return local + global_force, odd
 
@@ -250,7 +272,7 @@ class EPNet(nn.Module):
 
     def readout_params(self) -> torch.Tensor:
         """Current read-out parameters θ (P,), in the order of :meth:`readout_features`."""
-        parts = [self.g_linear.weight.flatten(), self.g_linear.bias,
+        parts = [(self.g_linear.weight * self.linear_mask).flatten(), self.g_linear.bias,
                  torch.ones(self.g_linear.bias.shape, dtype=self.g_linear.bias.dtype)]
         if self.conv is not None:
             last = self.conv[-1]
@@ -262,7 +284,7 @@ class EPNet(nn.Module):
         global patterns have features that are zero on every input."""
         active = self.modes.flatten(1).abs().amax(dim=1) > 0
         odd, even = active.repeat(self.n_odd), active.repeat(self.n_even)
-        parts = [(odd[:, None] & even[None, :]).flatten(), odd, odd]
+        parts = [(odd[:, None] & even[None, :] & (self.linear_mask > 0)).flatten(), odd, odd]
         if self.conv is not None:
             last = self.conv[-1]
             parts.append(torch.ones(last.weight.shape[0] * (last.weight.shape[1] + 1),
@@ -275,7 +297,7 @@ class EPNet(nn.Module):
         theta = theta.to(self.g_linear.weight.dtype)
         n_out, n_in = self.g_linear.weight.shape
         i = 0
-        self.g_linear.weight.copy_(theta[i: i + n_out * n_in].view(n_out, n_in))
+        self.g_linear.weight.copy_(theta[i: i + n_out * n_in].view(n_out, n_in) * self.linear_mask)
         i += n_out * n_in
         self.g_linear.bias.copy_(theta[i: i + n_out])
         i += n_out

@@ -11,7 +11,16 @@ their optimum in seconds, with no stochastic gradient noise.
 Which blur and how many patterns the data support is chosen on held-out windows: a
 pattern count past what the data can pin down fits noise, and the held-out objective
 falls; a candidate counts only if its held-out mean EP is several standard errors above
-zero.  Stochastic training then starts from the chosen fit (the hidden branch and the
+zero.  Whole-frame patterns mix every part of the frame.  When the EP sits at a few sites of a
+large frame with many moving parts (a filament network driven at two cross-links), the few
+whole-frame patterns a fit can afford all but miss it.  Frames at least
+:data:`TILE_MIN_FRAME` pixels across therefore also get a *local* family: overlapping
+square tiles, each with its own principal patterns.  A small fit on every tile finds the
+tiles whose held-out EP is significant, the best few that do not overlap much are kept,
+and one fit, coupling patterns only within a tile (a block-diagonal linear map), sets their
+number.  The family whose fit has the better held-out objective is used.
+
+Stochastic training then starts from the chosen fit (the hidden branch and the
 convolutional part learn what is not bilinear), and that fit is the first candidate for
 the kept weights; ΔS ≡ 0 stays the starting point when no fit beats it on held-out data.
 """
@@ -22,7 +31,7 @@ import numpy as np
 import torch
 
 from .model import EPNet, linear_branch_features, principal_patterns
-from .objective import neep_objective
+from .objective import neep_objective, safe_exp_neg
 from .readout import maximise_neep
 
 __all__ = ["warm_start", "SMOOTHINGS", "PATTERN_COUNTS"]
@@ -48,6 +57,24 @@ MAX_PARAMS = 600
 SIGNIFICANCE = 3.0
 #: Counts past the best one tried before giving up on a blur scale.
 PATIENCE = 2
+#: Local patterns: frames at least this many pixels on each side get them; tiles are
+#: TILE_MIN_SIZE pixels (or a quarter of the frame's longer side) and start every third
+#: of a tile.
+TILE_MIN_FRAME = 48
+TILE_MIN_SIZE = 24
+#: Blur of the tiles' principal patterns, pixels.
+TILE_SMOOTHING = 1.5
+#: Patterns per tile in the scan, and the counts tried for the kept tiles.
+TILE_SCAN_PATTERNS = 8
+TILE_PATTERN_COUNTS = (8, 12, 16, 20, 24)
+#: Training windows of the scan and of the kept tiles' fits (at most).
+TILE_SCAN_WINDOWS = 50_000
+TILE_FIT_WINDOWS = 100_000
+#: Most tiles kept, and most parameters of their joint fit.
+MAX_TILES = 4
+MAX_TILE_PARAMS = 1200
+#: Standard errors by which a tile must improve the held-out objective to be kept.
+TILE_GAIN_SE = 2.0
 
 
 def _windows(data, movie_idx, starts, norm, device, chunk=2048):
@@ -58,25 +85,54 @@ def _windows(data, movie_idx, starts, norm, device, chunk=2048):
 
 
 @torch.no_grad()
-def _coordinates(model: EPNet, data, movie_idx, starts, norm, device, patterns: torch.Tensor,
-                 mean: torch.Tensor):
-    """Even and odd pattern coordinates, (N, n_even, P) and (N, n_odd, P), float32.
+def _coordinates(model: EPNet, data, movie_idx, starts, norm, device, project, n: int):
+    """Even and odd pattern coordinates, (N, n_even, n) and (N, n_odd, n), float32.
 
+    ``project`` maps channels (B, C, H, W) to their n coordinates (B, C, n); it is linear,
+    so the even channels' coordinates about twice the mean frame are ``project(e − 2 m)``.
     The outputs are allocated once and filled: many small kept tensors between large
     freed batches fragment the heap, which then holds on to the batches' memory.
     """
-    n, k = len(starts), patterns.shape[0]
-    z = torch.empty(n, model.n_even, k)
-    dz = torch.empty(n, model.n_odd, k)
-    flat = patterns.flatten(1).T
+    z = torch.empty(len(starts), model.n_even, n)
+    dz = torch.empty(len(starts), model.n_odd, n)
     a = 0
     for x in _windows(data, movie_idx, starts, norm, device):
         even, odd = model._channels(x)
         b = a + len(x)
-        z[a:b] = ((even - 2.0 * mean).flatten(2) @ flat).cpu()
-        dz[a:b] = (odd.flatten(2) @ flat).cpu()
+        z[a:b] = project(even - 2.0 * model.mean_frame).cpu()
+        dz[a:b] = project(odd).cpu()
         a = b
     return z, dz
+
+
+def _whole_frame(patterns: torch.Tensor):
+    """Projection on whole-frame patterns (n, H, W)."""
+    flat = patterns.flatten(1).T
+    return lambda t: t.flatten(2) @ flat
+
+
+def _on_tiles(tiles: list, patterns: list):
+    """Projection on tile patterns: ``patterns[i]`` (m_i, s, s) on ``tiles[i]`` (r0, c0, s)."""
+    flats = [p.flatten(1).T for p in patterns]
+
+    def project(t):
+        return torch.cat([t[..., r: r + s, c: c + s].flatten(2) @ f
+                          for (r, c, s), f in zip(tiles, flats, strict=True)], dim=2)
+    return project
+
+
+def tile_grid(frame_shape: tuple[int, int]) -> list[tuple[int, int, int]]:
+    """Overlapping square tiles (row, column, side) covering a frame; [] for small frames."""
+    h, w = frame_shape
+    if min(h, w) < TILE_MIN_FRAME:
+        return []
+    side = min(max(TILE_MIN_SIZE, -(-max(h, w) // 4)), h, w)
+    step = max(1, side // 3)
+
+    def starts(n):
+        out = list(range(0, n - side + 1, step))
+        return out if out[-1] == n - side else out + [n - side]
+    return [(r, c, side) for r in starts(h) for c in starts(w)]
 
 
 def _mean_square(f: torch.Tensor, chunk: int = 8192) -> float:
@@ -88,6 +144,155 @@ def _mean_square(f: torch.Tensor, chunk: int = 8192) -> float:
 def _features(z: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
     """Linear-branch features of coordinates (N, n_even, m) and (N, n_odd, m)."""
     return linear_branch_features(z.flatten(1), dz.flatten(1))
+
+
+def _fit(z_fit, dz_fit, z_ev, dz_ev, blocks: list) -> dict:
+    """Newton fit of a linear branch whose blocks couple only the patterns within them.
+
+    ``blocks`` are index arrays into the coordinates' last axis.  Returns the held-out
+    objective and mean EP per window, whether that mean is significant, and θ (the blocks'
+    parameters, one after the other, in the layout of :func:`linear_branch_features`).
+    """
+    def features(z, dz):
+        return torch.cat([_features(z[:, :, b], dz[:, :, b]) for b in blocks], dim=1)
+
+    f_fit = features(z_fit, dz_fit)
+    lam = RIDGE * _mean_square(f_fit)
+    theta, *_ = maximise_neep(f_fit, torch.zeros(f_fit.shape[1], dtype=torch.float64), lam=lam)
+    del f_fit
+    ep = features(z_ev, dz_ev).double() @ theta
+    # Picking the best of many fits would often "find" EP in noise: a candidate counts
+    # only if its held-out mean EP is SIGNIFICANCE standard errors above 0.
+    mean, se = float(ep.mean()), float(ep.std()) / len(ep) ** 0.5
+    return {"val_objective": float(neep_objective(ep)), "val_mean_ep": mean,
+            "significant": mean > SIGNIFICANCE * se, "theta": theta, "ep": ep}
+
+
+def _contributions(ep: torch.Tensor) -> torch.Tensor:
+    """Each window's term of the NEEP objective, ``ΔS − exp(−ΔS)``."""
+    return ep - safe_exp_neg(ep)
+
+
+def _n_params(model: EPNet, m: int) -> int:
+    return model.n_odd * m * (model.n_even * m + 1)
+
+
+def _whole_family(model, data, fit, ev, norm, device, frames) -> tuple[dict, list]:
+    """Best whole-frame candidate over blur scales and pattern counts, and all tried."""
+    k_max = model.n_modes
+    patterns = [principal_patterns(frames, k_max, s)[0] for s in SMOOTHINGS]
+    stack = torch.as_tensor(np.concatenate(patterns), dtype=torch.float32, device=device)
+    z_fit, dz_fit = _coordinates(model, data, *fit, norm, device, _whole_frame(stack),
+                                 len(stack))
+    z_ev, dz_ev = _coordinates(model, data, *ev, norm, device, _whole_frame(stack), len(stack))
+
+    # A Newton step costs N P² for P parameters: large k caps the pattern count.
+    counts = [c for c in PATTERN_COUNTS if c < k_max] + [k_max]
+    counts = [c for c in counts if _n_params(model, c) <= MAX_PARAMS] or counts[:1]
+    best, tried = None, []
+    for i, s in enumerate(SMOOTHINGS):
+        best_here, since = -np.inf, 0
+        for m in counts:
+            res = _fit(z_fit, dz_fit, z_ev, dz_ev, [np.arange(i * k_max, i * k_max + m)])
+            tried.append({"family": "whole", "smoothing": s, "n_patterns": m,
+                          "val_objective": res["val_objective"],
+                          "significant": res["significant"]})
+            if res["significant"] and (best is None
+                                       or res["val_objective"] > best["val_objective"]):
+                best = dict(res, family="whole", smoothing=s, n_patterns=m,
+                            patterns=patterns[i][:m], groups=None, tiles=[])
+            if res["val_objective"] > best_here:
+                best_here, since = res["val_objective"], 0
+            else:
+                since += 1
+                if since >= PATIENCE:
+                    break
+    return best, tried
+
+
+def _tile_family(model, data, scan, fit, ev, norm, device,
+                 frames) -> tuple[dict | None, list]:
+    """Best local candidate: the significant tiles of a scan, then their pattern count.
+
+    ``scan`` and ``fit`` are the training windows (movie index, start) of the scan and of
+    the kept tiles' fits, ``ev`` the held-out ones.
+    """
+    tiles = tile_grid(data.frame_shape)
+    if not tiles or model.n_modes < TILE_PATTERN_COUNTS[0]:
+        return None, []
+    h, w = data.frame_shape
+
+    def tile_patterns(tile, m):
+        r, c, side = tile
+        p, _ = principal_patterns(frames[:, r: r + side, c: c + side], m, TILE_SMOOTHING)
+        return torch.as_tensor(p, dtype=torch.float32, device=device)
+
+    def coordinates(chosen, m, windows):
+        pats = [tile_patterns(t, m) for t in chosen]
+        return (*_coordinates(model, data, *windows, norm, device, _on_tiles(chosen, pats),
+                              m * len(chosen)), pats)
+
+    m0 = TILE_SCAN_PATTERNS
+    z_fit, dz_fit, _ = coordinates(tiles, m0, scan)
+    z_ev, dz_ev, _ = coordinates(tiles, m0, ev)
+    scores = []
+    for i in range(len(tiles)):
+        res = _fit(z_fit, dz_fit, z_ev, dz_ev, [np.arange(i * m0, (i + 1) * m0)])
+        if res["significant"] and res["val_objective"] > -1.0:
+            scores.append((res["val_objective"], i))
+    tried = [{"family": "tiles-scan", "n_tiles": len(tiles), "significant_tiles": len(scores)}]
+    # Forward selection, best scan score first: a tile joins if it overlaps every kept
+    # one by less than half its side in some direction and the joint fit with it beats the
+    # fit without it on held-out windows by TILE_GAIN_SE standard errors of the paired
+    # per-window difference (a tile beside a kept one often shares its EP).
+    kept, chosen, current = [], [], None
+    for _, i in sorted(scores, reverse=True):
+        r, c, side = tiles[i]
+        if any(abs(r - rk) < side // 2 and abs(c - ck) < side // 2 for rk, ck, _ in kept):
+            continue
+        trial = _fit(z_fit, dz_fit, z_ev, dz_ev,
+                     [np.arange(j * m0, (j + 1) * m0) for j in chosen + [i]])
+        if current is not None:
+            gain = _contributions(trial["ep"]) - _contributions(current["ep"])
+            if float(gain.mean()) <= TILE_GAIN_SE * float(gain.std()) / len(gain) ** 0.5:
+                continue
+        kept.append(tiles[i])
+        chosen.append(i)
+        current = trial
+        if len(kept) == MAX_TILES:
+            break
+    tried.append({"family": "tiles-selected", "tiles": [list(map(int, t)) for t in kept]})
+    del z_fit, dz_fit, z_ev, dz_ev
+    if not kept:
+        return None, tried
+
+    n_t = len(kept)
+    counts = [m for m in TILE_PATTERN_COUNTS
+              if m * n_t <= model.n_modes and n_t * _n_params(model, m) <= MAX_TILE_PARAMS]
+    if not counts:
+        return None, tried
+    m_max = counts[-1]
+    z_fit, dz_fit, pats = coordinates(kept, m_max, fit)
+    z_ev, dz_ev, _ = coordinates(kept, m_max, ev)
+    best, since = None, 0
+    for m in counts:
+        blocks = [np.arange(t * m_max, t * m_max + m) for t in range(n_t)]
+        res = _fit(z_fit, dz_fit, z_ev, dz_ev, blocks)
+        tried.append({"family": "tiles", "n_tiles": n_t, "n_patterns": m,
+                      "val_objective": res["val_objective"], "significant": res["significant"]})
+        if res["significant"] and (best is None or res["val_objective"] > best["val_objective"]):
+            full = np.zeros((n_t * m, h, w))
+            for t, (r, c, side) in enumerate(kept):
+                full[t * m: (t + 1) * m, r: r + side, c: c + side] = pats[t][:m].cpu().numpy()
+            best = dict(res, family="tiles", smoothing=TILE_SMOOTHING, n_patterns=n_t * m,
+                        patterns=full, groups=np.repeat(np.arange(n_t), m),
+                        tiles=[list(map(int, t)) for t in kept])
+            since = 0
+        else:
+            since += 1
+            if since >= PATIENCE:
+                break
+    return best, tried
 
 
 @torch.no_grad()
@@ -112,83 +317,68 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     Returns
     -------
     dict
-        The chosen ``smoothing`` (pixels) and ``n_patterns``, its held-out objective and
-        EP per window (``val_objective``, ``val_mean_ep``; ΔS ≡ 0 has objective −1), and
-        every candidate tried.
+        The chosen ``family`` ("whole", "tiles" or "none"), ``smoothing`` (pixels),
+        ``n_patterns`` and ``tiles`` ([row, column, side] of each kept tile), its held-out
+        objective and EP per window (``val_objective``, ``val_mean_ep``; ΔS ≡ 0 has
+        objective −1), and every candidate tried.
     """
     rng = np.random.default_rng([seed, 0x5EED])
-    k_max = model.n_modes
     window_pixels = model.frames_per_input * int(np.prod(data.frame_shape))
     n_fit = int(np.clip(FIT_PIXELS // window_pixels, MIN_FIT_WINDOWS, FIT_WINDOWS))
-    pick = np.sort(rng.choice(len(train_s), size=min(n_fit, len(train_s)), replace=False))
+    # In random order: the local fits use the first windows of it.
+    pick = rng.choice(len(train_s), size=min(n_fit, len(train_s)), replace=False)
     n_frames = max(100, min(SAMPLE_FRAMES, SAMPLE_PIXELS // int(np.prod(data.frame_shape))))
-    frame_pick = rng.choice(pick, size=min(n_frames, len(pick)), replace=False)
+    frame_pick = np.sort(rng.choice(pick, size=min(n_frames, len(pick)), replace=False))
     frames = np.concatenate([x[:, 0].cpu().numpy() for x in _windows(
         data, train_m[frame_pick], train_s[frame_pick], norm, device)])
+    mean = frames.mean(axis=0)
+    model.set_patterns(np.zeros(model.modes.shape), mean)
 
-    patterns, mean = [], None
-    for s in SMOOTHINGS:
-        p, mean = principal_patterns(frames, k_max, s)
-        patterns.append(p)
-    stack = torch.as_tensor(np.concatenate(patterns), dtype=torch.float32, device=device)
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device)
-    z_fit, dz_fit = _coordinates(model, data, train_m[pick], train_s[pick], norm, device,
-                                 stack, mean_t)
-    ev_m = np.concatenate([np.full(len(s), m) for m, s in eval_units])
-    ev_s = np.concatenate([s for _, s in eval_units])
-    z_ev, dz_ev = _coordinates(model, data, ev_m, ev_s, norm, device, stack, mean_t)
+    def windows(n):  # the first n of ``pick``, in reading order
+        idx = np.sort(pick[:n])
+        return train_m[idx], train_s[idx]
+    ev = (np.concatenate([np.full(len(s), m) for m, s in eval_units]),
+          np.concatenate([s for _, s in eval_units]))
 
-    # A Newton step costs N P² for P = n_odd m (n_even m + 1) parameters: large k caps m.
-    counts = [c for c in PATTERN_COUNTS if c < k_max] + [k_max]
-    counts = [c for c in counts
-              if model.n_odd * c * (model.n_even * c + 1) <= MAX_PARAMS] or counts[:1]
-    best = {"val_objective": -1.0, "val_mean_ep": 0.0, "smoothing": 0.0, "n_patterns": 0,
-            "theta": None}
-    tried = []
-    for i, s in enumerate(SMOOTHINGS):
-        cols = slice(i * k_max, (i + 1) * k_max)
-        best_here, since = -np.inf, 0
-        for m in counts:
-            sub = slice(cols.start, cols.start + m)
-            f_fit = _features(z_fit[:, :, sub], dz_fit[:, :, sub])
-            lam = RIDGE * _mean_square(f_fit)
-            theta, *_ = maximise_neep(f_fit, torch.zeros(f_fit.shape[1], dtype=torch.float64),
-                                      lam=lam)
-            ep = _features(z_ev[:, :, sub], dz_ev[:, :, sub]).double() @ theta
-            obj = float(neep_objective(ep))
-            # Picking the best of many fits would often "find" EP in noise: a candidate
-            # counts only if its held-out mean EP is SIGNIFICANCE standard errors above 0.
-            significant = float(ep.mean()) > SIGNIFICANCE * float(ep.std()) / len(ep) ** 0.5
-            tried.append({"smoothing": s, "n_patterns": m, "val_objective": obj,
-                          "significant": significant})
-            if significant and obj > best["val_objective"]:
-                best = {"val_objective": obj, "val_mean_ep": float(ep.mean()), "smoothing": s,
-                        "n_patterns": m, "theta": theta}
-            if obj > best_here:
-                best_here, since = obj, 0
-            else:
-                since += 1
-                if since >= PATIENCE:
-                    break
+    whole, tried = _whole_family(model, data, windows(len(pick)), ev, norm, device, frames)
+    local, tried_local = _tile_family(model, data, windows(TILE_SCAN_WINDOWS),
+                                      windows(TILE_FIT_WINDOWS), ev, norm, device, frames)
+    best = max((c for c in (whole, local) if c is not None),
+               key=lambda c: c["val_objective"], default=None)
+    if best is None:
+        model.set_patterns(principal_patterns(frames, model.n_modes, SMOOTHINGS[0])[0], mean)
+        return {"family": "none", "smoothing": SMOOTHINGS[0], "n_patterns": 0, "tiles": [],
+                "val_objective": -1.0, "val_mean_ep": 0.0, "tried": tried + tried_local}
 
-    chosen = SMOOTHINGS.index(best["smoothing"])
-    model.set_patterns(patterns[chosen], mean, n_active=best["n_patterns"] or None)
-    if best["theta"] is not None:
-        _set_linear_branch(model, best["theta"], best["n_patterns"])
-    best.pop("theta")
-    best["tried"] = tried
-    return best
+    n = best["n_patterns"]
+    padded = np.zeros(model.modes.shape)
+    padded[:n] = best["patterns"]
+    model.set_patterns(padded, mean)
+    groups = None
+    if best["groups"] is not None:
+        groups = np.full(model.n_modes, -1)
+        groups[:n] = best["groups"]
+    model.set_pattern_groups(groups)
+    block_of = [np.arange(n)] if groups is None else [
+        np.flatnonzero(groups == g) for g in np.unique(best["groups"])]
+    _set_linear_branch(model, best["theta"], block_of)
+    return {"family": best["family"], "smoothing": best["smoothing"], "n_patterns": n,
+            "tiles": best["tiles"], "val_objective": best["val_objective"],
+            "val_mean_ep": best["val_mean_ep"], "tried": tried + tried_local}
 
 
-def _set_linear_branch(model: EPNet, theta: torch.Tensor, m: int) -> None:
-    """Write the fit over the first ``m`` patterns into ``g_linear`` (zero elsewhere)."""
+def _set_linear_branch(model: EPNet, theta: torch.Tensor, blocks: list) -> None:
+    """Write a fit over pattern blocks (index arrays, in θ's order) into ``g_linear``."""
     k = model.n_modes
-    rows = np.array([j * k + i for j in range(model.n_odd) for i in range(m)])
-    cols = np.array([e * k + i for e in range(model.n_even) for i in range(m)])
-    n_w = len(rows) * len(cols)
     weight = torch.zeros_like(model.g_linear.weight)
     bias = torch.zeros_like(model.g_linear.bias)
-    weight[np.ix_(rows, cols)] = theta[:n_w].view(len(rows), len(cols)).to(weight.dtype)
-    bias[rows] = theta[n_w:].to(bias.dtype)
+    i = 0
+    for idx in blocks:
+        rows = np.array([j * k + p for j in range(model.n_odd) for p in idx])
+        cols = np.array([e * k + p for e in range(model.n_even) for p in idx])
+        n_w = len(rows) * len(cols)
+        weight[np.ix_(rows, cols)] = theta[i: i + n_w].view(len(rows), len(cols)).to(weight.dtype)
+        bias[rows] = theta[i + n_w: i + n_w + len(rows)].to(bias.dtype)
+        i += n_w + len(rows)
     model.g_linear.weight.copy_(weight)
     model.g_linear.bias.copy_(bias)
