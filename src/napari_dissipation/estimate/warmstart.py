@@ -58,7 +58,7 @@ SIGNIFICANCE = 3.0
 #: Counts past the best one tried before giving up on a blur scale.
 PATIENCE = 2
 #: Local patterns: frames at least this many pixels on each side get them; tiles are
-#: TILE_MIN_SIZE pixels (or a quarter of the frame's longer side) and start every third
+#: TILE_MIN_SIZE pixels (or a quarter of the frame's longer side) and start every quarter
 #: of a tile.
 TILE_MIN_FRAME = 48
 TILE_MIN_SIZE = 24
@@ -67,14 +67,20 @@ TILE_SMOOTHING = 1.5
 #: Patterns per tile in the scan, and the counts tried for the kept tiles.
 TILE_SCAN_PATTERNS = 8
 TILE_PATTERN_COUNTS = (8, 12, 16, 20, 24)
-#: Training windows of the scan and of the kept tiles' fits (at most).
+#: Training windows of the scan and of the kept tiles' fits (at most; the fits also read
+#: at most TILE_FIT_PIXELS pixels).
 TILE_SCAN_WINDOWS = 50_000
 TILE_FIT_WINDOWS = 100_000
+TILE_FIT_PIXELS = 2_000_000_000
 #: Most tiles kept, and most parameters of their joint fit.
 MAX_TILES = 4
 MAX_TILE_PARAMS = 1200
 #: Standard errors by which a tile must improve the held-out objective to be kept.
 TILE_GAIN_SE = 2.0
+#: Kept tiles are moved by up to TILE_SHIFT px to where a fit with TILE_REFINE_PATTERNS
+#: patterns does best.
+TILE_SHIFT = 6
+TILE_REFINE_PATTERNS = 12
 
 
 def _windows(data, movie_idx, starts, norm, device, chunk=2048):
@@ -127,7 +133,7 @@ def tile_grid(frame_shape: tuple[int, int]) -> list[tuple[int, int, int]]:
     if min(h, w) < TILE_MIN_FRAME:
         return []
     side = min(max(TILE_MIN_SIZE, -(-max(h, w) // 4)), h, w)
-    step = max(1, side // 3)
+    step = max(1, side // 4)
 
     def starts(n):
         out = list(range(0, n - side + 1, step))
@@ -265,34 +271,72 @@ def _tile_family(model, data, scan, fit, ev, norm, device,
     del z_fit, dz_fit, z_ev, dz_ev
     if not kept:
         return None, tried
+    kept = _centre_tiles(kept, data.frame_shape, coordinates, scan, ev)
+    tried.append({"family": "tiles-centred", "tiles": [list(map(int, t)) for t in kept]})
 
-    n_t = len(kept)
-    counts = [m for m in TILE_PATTERN_COUNTS
-              if m * n_t <= model.n_modes and n_t * _n_params(model, m) <= MAX_TILE_PARAMS]
-    if not counts:
-        return None, tried
-    m_max = counts[-1]
-    z_fit, dz_fit, pats = coordinates(kept, m_max, fit)
-    z_ev, dz_ev, _ = coordinates(kept, m_max, ev)
-    best, since = None, 0
-    for m in counts:
-        blocks = [np.arange(t * m_max, t * m_max + m) for t in range(n_t)]
-        res = _fit(z_fit, dz_fit, z_ev, dz_ev, blocks)
-        tried.append({"family": "tiles", "n_tiles": n_t, "n_patterns": m,
-                      "val_objective": res["val_objective"], "significant": res["significant"]})
-        if res["significant"] and (best is None or res["val_objective"] > best["val_objective"]):
-            full = np.zeros((n_t * m, h, w))
-            for t, (r, c, side) in enumerate(kept):
-                full[t * m: (t + 1) * m, r: r + side, c: c + side] = pats[t][:m].cpu().numpy()
-            best = dict(res, family="tiles", smoothing=TILE_SMOOTHING, n_patterns=n_t * m,
-                        patterns=full, groups=np.repeat(np.arange(n_t), m),
-                        tiles=[list(map(int, t)) for t in kept])
-            since = 0
-        else:
-            since += 1
-            if since >= PATIENCE:
-                break
+    # The count of kept tiles (best first) and of patterns per tile: chosen together on
+    # held-out windows, since more tiles leave fewer patterns (and parameters) to each.
+    m_top = max(TILE_PATTERN_COUNTS)
+    z_fit, dz_fit, pats = coordinates(kept, m_top, fit)
+    z_ev, dz_ev, _ = coordinates(kept, m_top, ev)
+    best = None
+    for n_t in range(1, len(kept) + 1):
+        counts = [m for m in TILE_PATTERN_COUNTS
+                  if m * n_t <= model.n_modes and n_t * _n_params(model, m) <= MAX_TILE_PARAMS]
+        best_here, since = -np.inf, 0
+        for m in counts:
+            blocks = [np.arange(t * m_top, t * m_top + m) for t in range(n_t)]
+            res = _fit(z_fit, dz_fit, z_ev, dz_ev, blocks)
+            tried.append({"family": "tiles", "n_tiles": n_t, "n_patterns": m,
+                          "val_objective": res["val_objective"],
+                          "significant": res["significant"]})
+            if res["significant"] and (best is None
+                                       or res["val_objective"] > best["val_objective"]):
+                full = np.zeros((n_t * m, h, w))
+                for t, (r, c, side) in enumerate(kept[:n_t]):
+                    full[t * m: (t + 1) * m, r: r + side, c: c + side] = \
+                        pats[t][:m].cpu().numpy()
+                best = dict(res, family="tiles", smoothing=TILE_SMOOTHING, n_patterns=n_t * m,
+                            patterns=full, groups=np.repeat(np.arange(n_t), m),
+                            tiles=[list(map(int, t)) for t in kept[:n_t]])
+            if res["val_objective"] > best_here:
+                best_here, since = res["val_objective"], 0
+            else:
+                since += 1
+                if since >= PATIENCE:
+                    break
     return best, tried
+
+
+def _centre_tiles(kept: list, frame_shape, coordinates, scan, ev) -> list:
+    """Move each kept tile to the nearby position whose own fit is best on held-out windows.
+
+    The scan's few patterns favour tiles that hold part of a site (fewer moving parts for
+    8 patterns to read) over tiles centred on it; with more patterns (TILE_REFINE_PATTERNS)
+    the centred tile wins.  Shifts of up to TILE_SHIFT px in each direction; tiles that
+    end up overlapping a better one by more than half are dropped.
+    """
+    h, w = frame_shape
+    m = TILE_REFINE_PATTERNS
+    shifts = (-TILE_SHIFT, -TILE_SHIFT // 2, 0, TILE_SHIFT // 2, TILE_SHIFT)
+    candidates = []
+    for r, c, side in kept:
+        near = {(min(max(r + dr, 0), h - side), min(max(c + dc, 0), w - side), side)
+                for dr in shifts for dc in shifts}
+        candidates.append(sorted(near))
+    flat = [t for group in candidates for t in group]
+    z_fit, dz_fit, _ = coordinates(flat, m, scan)
+    z_ev, dz_ev, _ = coordinates(flat, m, ev)
+    out, i = [], 0
+    for group in candidates:
+        scores = [(_fit(z_fit, dz_fit, z_ev, dz_ev, [np.arange((i + j) * m, (i + j + 1) * m)])
+                   ["val_objective"], t) for j, t in enumerate(group)]
+        i += len(group)
+        score, tile = max(scores)
+        r, c, side = tile
+        if all(abs(r - rk) >= side // 2 or abs(c - ck) >= side // 2 for rk, ck, _ in out):
+            out.append(tile)
+    return out
 
 
 @torch.no_grad()
@@ -325,8 +369,13 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     rng = np.random.default_rng([seed, 0x5EED])
     window_pixels = model.frames_per_input * int(np.prod(data.frame_shape))
     n_fit = int(np.clip(FIT_PIXELS // window_pixels, MIN_FIT_WINDOWS, FIT_WINDOWS))
-    # In random order: the local fits use the first windows of it.
-    pick = rng.choice(len(train_s), size=min(n_fit, len(train_s)), replace=False)
+    # The local fits stream their windows (only coordinates are kept), so they can afford
+    # more of them: the many parameters of several tiles need them.
+    n_tile_fit = int(np.clip(TILE_FIT_PIXELS // window_pixels, MIN_FIT_WINDOWS,
+                             TILE_FIT_WINDOWS)) if tile_grid(data.frame_shape) else 0
+    # In random order: each use takes the first windows of it.
+    pick = rng.choice(len(train_s), size=min(max(n_fit, n_tile_fit), len(train_s)),
+                      replace=False)
     n_frames = max(100, min(SAMPLE_FRAMES, SAMPLE_PIXELS // int(np.prod(data.frame_shape))))
     frame_pick = np.sort(rng.choice(pick, size=min(n_frames, len(pick)), replace=False))
     frames = np.concatenate([x[:, 0].cpu().numpy() for x in _windows(
@@ -340,9 +389,9 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     ev = (np.concatenate([np.full(len(s), m) for m, s in eval_units]),
           np.concatenate([s for _, s in eval_units]))
 
-    whole, tried = _whole_family(model, data, windows(len(pick)), ev, norm, device, frames)
+    whole, tried = _whole_family(model, data, windows(n_fit), ev, norm, device, frames)
     local, tried_local = _tile_family(model, data, windows(TILE_SCAN_WINDOWS),
-                                      windows(TILE_FIT_WINDOWS), ev, norm, device, frames)
+                                      windows(n_tile_fit), ev, norm, device, frames)
     best = max((c for c in (whole, local) if c is not None),
                key=lambda c: c["val_objective"], default=None)
     if best is None:
