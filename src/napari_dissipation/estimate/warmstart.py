@@ -16,9 +16,11 @@ large frame with many moving parts (a filament network driven at two cross-links
 whole-frame patterns a fit can afford all but miss it.  Frames at least
 :data:`TILE_MIN_FRAME` pixels across therefore also get a *local* family: overlapping
 square tiles, each with its own principal patterns.  A small fit on every tile finds the
-tiles whose held-out EP is significant, the best few that do not overlap much are kept,
-and one fit, coupling patterns only within a tile (a block-diagonal linear map), sets their
-number.  The family whose fit has the better held-out objective is used.
+tiles whose held-out EP is significant, the best few that do not overlap much and each
+add to the held-out objective are kept and moved to where a fit with more patterns does
+best, and one fit, coupling patterns only within a tile (a block-diagonal linear map), sets
+how many of them and how many patterns each.  The family whose fit has the better
+held-out objective is used.
 
 Stochastic training then starts from the chosen fit (the hidden branch and the
 convolutional part learn what is not bilinear), and that fit is the first candidate for
