@@ -70,6 +70,8 @@ for _name, _base in (("read_0_L5000", "read_0"), ("read_30_L5000", "read_30"),
                      ("bin_2_L5000", "bin_2")):
     CONDITIONS[_name] = dict(CONDITIONS[_base], n_frames=5000,
                              label=CONDITIONS[_base]["label"] + ", 20 x 5000 frames")
+CONDITIONS["bin_2_L10000"] = dict(CONDITIONS["bin_2"], n_frames=10000,
+                                  label=CONDITIONS["bin_2"]["label"] + ", 20 x 10000 frames")
 # Longer windows against read noise: the attainable share grows with k (28% at k = 2,
 # 49% at k = 4, 70% at k = 8 and 83% at k = 16 for 30% read noise; attainable_share).
 for _k in (4, 8, 16):
@@ -80,7 +82,7 @@ CONDITIONS["full5_k2"] = dict(group="partial", label="all 5 beads drawn; k=2", n
                               fit={"frames_per_input": 2})
 
 #: Order in which ``--all`` runs the grid (must-pass rows first).
-PRIORITY = ["read_30", "bin_2", "read_30_L5000", "bin_2_L5000", "read_0_L5000",
+PRIORITY = ["read_30", "bin_2", "read_30_L5000", "bin_2_L5000", "bin_2_L10000", "read_0_L5000",
             "partial_k2", "partial_k3", "partial_k4", "partial_k8", "read_0", "read_10",
             "read_100", "bin_4", "stride_2", "stride_5", "stride_10", "shot_10", "shot_100",
             "shot_1000", "read_30_estbin2", "read_30_k4", "read_30_k8", "read_30_k16",
@@ -92,7 +94,7 @@ PLOTS = {
     "read noise": ["read_0", "read_10", "read_30", "read_30_estbin2", "read_30_k4",
                    "read_30_k8", "read_30_k16", "read_100", "read_0_L5000", "read_30_L5000"],
     "shot noise": ["read_0", "shot_1000", "shot_100", "shot_10"],
-    "binning": ["read_0", "bin_2", "bin_4", "bin_2_L5000"],
+    "binning": ["read_0", "bin_2", "bin_4", "bin_2_L5000", "bin_2_L10000"],
     "stride": ["read_0", "stride_2", "stride_5", "stride_10"],
     "partial": ["partial_k2", "partial_k3", "partial_k4", "partial_k8", "full5_k2"],
 }
@@ -379,7 +381,8 @@ def summary(rows: list[dict]) -> list[str]:
                 f"| {_fmt(float(np.mean([r.get('r2', np.nan) for r in rs])))} "
                 f"| {np.mean([r['wall_seconds'] for r in rs]):.0f} |")
     out += ["", "### Must-pass checks (neep)", ""]
-    for c in ("read_30", "bin_2", "read_30_L5000", "bin_2_L5000", "read_30_k4", "read_30_k8",
+    for c in ("read_30", "bin_2", "read_30_L5000", "bin_2_L5000", "bin_2_L10000", "read_30_k4",
+              "read_30_k8",
               "read_30_k16"):
         for r in (r for r in rows if r["condition"] == c and r["method"] == "neep"):
             ok1 = abs(r["rel_err_held"]) <= 0.10
