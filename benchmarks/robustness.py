@@ -23,6 +23,7 @@ transition is the sum of s consecutive exact steps), and the wall time.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -140,6 +141,7 @@ def simulate(cond: str, seed: int):
     return sim.movies, sim.dt, sim.truth.step_ep, sim.truth.ep_rate
 
 
+@functools.cache
 def localisation_sd(cond: str) -> float:
     """Position noise (px) of the best unbiased read-out of one spot from one frame.
 
@@ -168,6 +170,7 @@ def localisation_sd(cond: str) -> float:
     return float(1.0 / np.sqrt(info)) if info > 0 else 0.0
 
 
+@functools.cache
 def attainable_share(cond: str) -> float:
     """Share of the same transitions' exact EP that windows of the movie can carry at best.
 

@@ -199,23 +199,40 @@ def _whole_family(model, data, fit, ev, norm, device, frames) -> tuple[dict, lis
     counts = [c for c in counts if _n_params(model, c) <= MAX_PARAMS] or counts[:1]
     best, tried = None, []
     for i, s in enumerate(SMOOTHINGS):
-        best_here, since = -np.inf, 0
-        for m in counts:
-            res = _fit(z_fit, dz_fit, z_ev, dz_ev, [np.arange(i * k_max, i * k_max + m)])
-            tried.append({"family": "whole", "smoothing": s, "n_patterns": m,
-                          "val_objective": res["val_objective"],
-                          "significant": res["significant"]})
-            if res["significant"] and (best is None
-                                       or res["val_objective"] > best["val_objective"]):
-                best = dict(res, family="whole", smoothing=s, n_patterns=m,
-                            patterns=patterns[i][:m], groups=None, tiles=[])
-            if res["val_objective"] > best_here:
-                best_here, since = res["val_objective"], 0
-            else:
-                since += 1
-                if since >= PATIENCE:
-                    break
+        m, res = _ladder(counts, lambda m, i=i: [np.arange(i * k_max, i * k_max + m)],
+                         (z_fit, dz_fit, z_ev, dz_ev), {"family": "whole", "smoothing": s},
+                         tried)
+        if res is not None and (best is None or res["val_objective"] > best["val_objective"]):
+            best = dict(res, family="whole", smoothing=s, n_patterns=m,
+                        patterns=patterns[i][:m], groups=None, tiles=[])
     return best, tried
+
+
+def _ladder(counts: list, blocks_for, coords: tuple, label: dict,
+            tried: list) -> tuple[int | None, dict | None]:
+    """Fits for increasing pattern counts, until PATIENCE in a row miss the best so far.
+
+    ``blocks_for(m)`` gives the blocks of :func:`_fit` for count m on the coordinates
+    ``coords`` (z_fit, dz_fit, z_ev, dz_ev).  Each fit is recorded in ``tried`` (``label``
+    plus its count and held-out figures).
+    Returns the count and fit of the significant candidate with the best held-out
+    objective, or (None, None).
+    """
+    best_m = best = None
+    best_here, since = -np.inf, 0
+    for m in counts:
+        res = _fit(*coords, blocks_for(m))
+        tried.append(dict(label, n_patterns=m, val_objective=res["val_objective"],
+                          significant=res["significant"]))
+        if res["significant"] and (best is None or res["val_objective"] > best["val_objective"]):
+            best_m, best = m, res
+        if res["val_objective"] > best_here:
+            best_here, since = res["val_objective"], 0
+        else:
+            since += 1
+            if since >= PATIENCE:
+                break
+    return best_m, best
 
 
 def _tile_family(model, data, scan, fit, ev, norm, device,
@@ -285,28 +302,18 @@ def _tile_family(model, data, scan, fit, ev, norm, device,
     for n_t in range(1, len(kept) + 1):
         counts = [m for m in TILE_PATTERN_COUNTS
                   if m * n_t <= model.n_modes and n_t * _n_params(model, m) <= MAX_TILE_PARAMS]
-        best_here, since = -np.inf, 0
-        for m in counts:
-            blocks = [np.arange(t * m_top, t * m_top + m) for t in range(n_t)]
-            res = _fit(z_fit, dz_fit, z_ev, dz_ev, blocks)
-            tried.append({"family": "tiles", "n_tiles": n_t, "n_patterns": m,
-                          "val_objective": res["val_objective"],
-                          "significant": res["significant"]})
-            if res["significant"] and (best is None
-                                       or res["val_objective"] > best["val_objective"]):
-                full = np.zeros((n_t * m, h, w))
-                for t, (r, c, side) in enumerate(kept[:n_t]):
-                    full[t * m: (t + 1) * m, r: r + side, c: c + side] = \
-                        pats[t][:m].cpu().numpy()
-                best = dict(res, family="tiles", smoothing=TILE_SMOOTHING, n_patterns=n_t * m,
-                            patterns=full, groups=np.repeat(np.arange(n_t), m),
-                            tiles=[list(map(int, t)) for t in kept[:n_t]])
-            if res["val_objective"] > best_here:
-                best_here, since = res["val_objective"], 0
-            else:
-                since += 1
-                if since >= PATIENCE:
-                    break
+        m, res = _ladder(counts,
+                         lambda m, n_t=n_t: [np.arange(t * m_top, t * m_top + m)
+                                             for t in range(n_t)],
+                         (z_fit, dz_fit, z_ev, dz_ev), {"family": "tiles", "n_tiles": n_t},
+                         tried)
+        if res is not None and (best is None or res["val_objective"] > best["val_objective"]):
+            full = np.zeros((n_t * m, h, w))
+            for t, (r, c, side) in enumerate(kept[:n_t]):
+                full[t * m: (t + 1) * m, r: r + side, c: c + side] = pats[t][:m].cpu().numpy()
+            best = dict(res, family="tiles", smoothing=TILE_SMOOTHING, n_patterns=n_t * m,
+                        patterns=full, groups=np.repeat(np.arange(n_t), m),
+                        tiles=[list(map(int, t)) for t in kept[:n_t]])
     return best, tried
 
 
