@@ -364,3 +364,37 @@ def test_wrong_frame_size_after_training(fitted):
         est.stochastic_ep(np.zeros((10, 20, 30), np.uint8))
     with pytest.raises(InputError, match="not trained"):
         EPEstimator().stochastic_ep(np.zeros((10, 20, 40)))
+
+
+def test_tile_centring_finds_the_peak_of_a_noisy_surface():
+    """The centring step takes the peak of a quadratic fitted to a 5 x 5 grid of noisy
+    held-out EPs; the best single grid point is off by the noise, the fitted peak is not."""
+    from napari_dissipation.estimate.warmstart import _quadratic_peak
+
+    rng = np.random.default_rng(3)
+    grid = np.array([(r, c) for r in range(0, 13, 3) for c in range(20, 33, 3)], dtype=float)
+    errors = []
+    for _ in range(50):
+        value = 1 - 0.01 * ((grid[:, 0] - 7.2) ** 2 + (grid[:, 1] - 25.4) ** 2)
+        value = value + rng.normal(0, 0.05, len(grid))
+        errors.append(np.hypot(*(np.array(_quadratic_peak(grid, value)) - (7.2, 25.4))))
+    assert np.median(errors) < 2.0
+    # A surface with no maximum (a bowl) gives the best point itself.
+    bowl = (grid[:, 0] - 6.0) ** 2 + (grid[:, 1] - 26.0) ** 2
+    assert _quadratic_peak(grid, bowl) == tuple(grid[np.argmax(bowl)])
+
+
+def test_pattern_count_gain_is_measured_between_units():
+    """A larger pattern count is chosen on the paired gain in held-out mean EP, in standard
+    errors between independent units: a gain shared by all units is significant, one unit
+    carrying it all is not."""
+    from napari_dissipation.estimate.warmstart import _gain_in_se
+
+    rng = np.random.default_rng(0)
+    units = np.repeat(np.arange(10), 1000)
+    old = torch.as_tensor(rng.normal(0.1, 0.3, len(units)))
+    steady = old + 0.01 + torch.as_tensor(rng.normal(0, 0.01, len(units)))
+    assert _gain_in_se(steady, old, units) > 5
+    lumpy = old.clone()
+    lumpy[units == 0] += 0.1  # the same mean gain, all in one unit
+    assert _gain_in_se(lumpy, old, units) < 2

@@ -200,6 +200,15 @@ def test_window_irreversibility_exact_cases():
     full = model.window_irreversibility(3, dt)
     assert 0 < model.window_irreversibility(3, dt, observed=[0, 2, 4]) < full
     assert 0 < model.window_irreversibility(3, dt, noise_sd=0.2) < full
+    # A matrix of observed combinations: an invertible one loses nothing, the index rows
+    # of a subset are that subset, and a noise covariance acts like its sd.
+    mix = np.random.default_rng(1).normal(size=(5, 5))
+    assert model.window_irreversibility(2, dt, observed=mix) == pytest.approx(
+        model.step_ep_mean(dt), rel=1e-6)
+    rows = np.eye(5)[[0, 2, 4]]
+    assert model.window_irreversibility(3, dt, observed=rows, noise_cov=0.04 * np.eye(3)) \
+        == pytest.approx(model.window_irreversibility(3, dt, observed=[0, 2, 4], noise_sd=0.2),
+                         rel=1e-9)
 
 
 def test_window_irreversibility_matches_sampled_log_ratio(rng):

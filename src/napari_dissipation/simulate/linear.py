@@ -230,7 +230,7 @@ class LinearDiffusion:
         return float(np.trace(H @ self.stationary_covariance() @ F.T))
 
     def window_irreversibility(self, k: int, dt: float, *, observed=None,
-                               noise_sd=0.0) -> float:
+                               noise_sd=0.0, noise_cov=None) -> float:
         """Exact KL divergence between windows of k observations and their time reversal.
 
         The window is ``(y_1, ..., y_k)``, ``y_j = P x(t + j dt) + e_j``: the coordinates
@@ -249,10 +249,14 @@ class LinearDiffusion:
             Observations per window (>= 2).
         dt : float
             Time between observations.
-        observed : sequence of int, optional
-            Indices of the observed coordinates (default: all).
+        observed : sequence of int or ndarray of shape (d, n_dof), optional
+            Indices of the observed coordinates (default: all), or a matrix whose rows
+            are the observed linear combinations of the state (pattern coordinates of
+            a linearised movie, say).
         noise_sd : float or array_like
             Measurement noise standard deviation, per observed coordinate or one for all.
+        noise_cov : ndarray of shape (d, d), optional
+            Measurement noise covariance, added to ``noise_sd``'s.
 
         Returns
         -------
@@ -262,14 +266,19 @@ class LinearDiffusion:
         if int(k) != k or k < 2:
             raise ValueError(f"k must be an integer >= 2, got {k}")
         k = int(k)
-        idx = np.arange(self.n_dof) if observed is None else np.asarray(observed, dtype=int)
-        d = len(idx)
+        if observed is None:
+            P = np.eye(self.n_dof)
+        elif np.ndim(observed) == 2:
+            P = np.asarray(observed, dtype=float)
+        else:
+            P = np.eye(self.n_dof)[np.asarray(observed, dtype=int)]
+        d = len(P)
         F, _ = self.transition(dt)
         C = self.stationary_covariance()
-        # lag[j] = E[x(t + j dt) x(t)^T] = F^j C, restricted to the observed coordinates.
+        # lag[j] = E[y(t + j dt) y(t)^T] = P F^j C P^T for the noise-free observations.
         lag, Fj = [], np.eye(self.n_dof)
         for _ in range(k):
-            lag.append((Fj @ C)[np.ix_(idx, idx)])
+            lag.append(P @ Fj @ C @ P.T)
             Fj = F @ Fj
         S = np.empty((k * d, k * d))
         for i in range(k):
@@ -277,6 +286,8 @@ class LinearDiffusion:
                 block = lag[i - j] if i >= j else lag[j - i].T
                 S[i * d:(i + 1) * d, j * d:(j + 1) * d] = block
         S += np.diag(np.tile(np.broadcast_to(np.asarray(noise_sd, float) ** 2, (d,)), k))
+        if noise_cov is not None:
+            S += np.kron(np.eye(k), np.asarray(noise_cov, dtype=float))
         order = np.concatenate([np.arange(j * d, (j + 1) * d) for j in reversed(range(k))])
         S_rev = S[np.ix_(order, order)]
         # Both laws are centred Gaussians with equal determinants.
