@@ -166,7 +166,7 @@ def test_filament_network_map_finds_the_driven_site():
     is within 20% of the test movies' exact EP rate, the map blurred by half a lattice
     spacing correlates with the equally blurred true map at r >= 0.7, and >= 70% of its
     positive part lies within 1.5 spacings of the driven node (a quarter of the frame).
-    Measured here: -4%, r = 0.98, 94%.  Full size (2 driven sites, 64 x 64 px):
+    Measured here: +0.6%, r = 0.98, 93%.  Full size (2 driven sites, 64 x 64 px):
     benchmarks/bench_maps.py and docs/maps.md."""
     from scipy.ndimage import gaussian_filter
 
