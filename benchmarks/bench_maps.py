@@ -1,6 +1,7 @@
 """Dissipation maps against the exact truth: 2-bead chain, mosaic, filament network.
 
-For each system: simulate training movies (seed 0) and independent test movies (seed 1),
+For each system: simulate training movies (seed 0) and independent test movies (seed 1;
+``--data-seed D`` makes them 2D and 2D + 1),
 fit an :class:`~napari_dissipation.EPEstimator`, average the EP-rate density
 (``est.ep_rate_density``) over the test movies and compare it with the simulator's exact
 truth; save a figure (averaged map beside the true map) under ``docs/images/``.
@@ -216,8 +217,8 @@ def run(system: str, args) -> dict:
     n_frames = args.frames or n_frames
     n_test = args.test_movies or n_test
     t0 = time.perf_counter()
-    sim = simulate_system(system, n_movies, n_frames, seed=0)
-    test = simulate_system(system, n_test, n_frames, seed=1)
+    sim = simulate_system(system, n_movies, n_frames, seed=2 * args.data_seed)
+    test = simulate_system(system, n_test, n_frames, seed=2 * args.data_seed + 1)
     t_sim = time.perf_counter() - t0
     options = dict(seed=args.seed, threads=args.threads, max_seconds=args.seconds)
     options.update(parse_options(args.options))
@@ -233,7 +234,7 @@ def run(system: str, args) -> dict:
     res["map_integral_se"] = float(integrals.std(ddof=1) / np.sqrt(len(integrals)))
     res["exact_test_rate_se"] = float(
         np.std(test.truth.step_ep.mean(axis=1), ddof=1) / np.sqrt(n_test) / test.dt)
-    res.update(system=system, options={k: v for k, v in options.items()},
+    res.update(system=system, options={k: v for k, v in options.items()}, data_seed=args.data_seed,
                train=f"{n_movies} x {n_frames} frames", test=f"{n_test} x {n_frames} frames",
                fit_rate=fit.ep_rate, fit_ci=list(fit.ep_rate_ci), fit_seconds=fit.seconds,
                iterations=fit.iterations, best_iteration=fit.best_iteration,
@@ -259,7 +260,9 @@ def main(argv=None) -> int:
     p.add_argument("--test-movies", type=int, default=None)
     p.add_argument("--seconds", type=float, default=180.0, help="training budget per system")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the estimator's seed (its split)")
+    p.add_argument("--data-seed", type=int, default=0,
+                   help="movies: training seed 2D, test seed 2D + 1")
     p.add_argument("--options", default="", help="estimator options, e.g. n_modes=64,channels=8")
     p.add_argument("--blur", type=float, default=0.5, help="blur sigma, lattice spacings")
     p.add_argument("--radius", type=float, default=1.5,
