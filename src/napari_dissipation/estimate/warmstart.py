@@ -232,24 +232,26 @@ def _ladder(counts: list, blocks_for, coords: tuple, units: np.ndarray, label: d
     ``coords`` (z_fit, dz_fit, z_ev, dz_ev); ``units`` is the independent held-out unit
     (movie or time block) of each held-out window.  Each fit is recorded in ``tried``
     (``label`` plus its count and held-out figures).  Stops after PATIENCE counts in a
-    row that are not preferred.
+    row that are neither preferred nor the best held-out objective so far.
 
     Returns the chosen count and fit, or (None, None).
     """
     best_m = best = None
-    since = 0
+    best_here, since = -np.inf, 0
     for m in counts:
         t0 = time.perf_counter()
         res = _fit(*coords, blocks_for(m))
         tried.append(dict(label, n_patterns=m, val_objective=res["val_objective"],
                           val_mean_ep=res["val_mean_ep"], significant=res["significant"],
                           seconds=round(time.perf_counter() - t0, 2)))
+        # A rising objective keeps the ladder going before any fit is significant.
+        progress = res["val_objective"] > best_here
+        best_here = max(best_here, res["val_objective"])
         if _preferred(res, best, units):
-            best_m, best, since = m, res, 0
-        else:
-            since += 1
-            if since >= PATIENCE:
-                break
+            best_m, best, progress = m, res, True
+        since = 0 if progress else since + 1
+        if since >= PATIENCE:
+            break
     return best_m, best
 
 
