@@ -203,7 +203,7 @@ def figure(system: str, test, density: np.ndarray, res: dict, path: Path, args) 
     plt.close(fig)
 
 
-def _warm_summary(fit, dt: float) -> dict:
+def _warm_summary(fit) -> dict:
     """What the warm start chose (family, tiles, pattern count) and its held-out rate."""
     warm = fit.history[0].get("warm_start", {}) if fit.history else {}
     out = {k: warm.get(k) for k in ("family", "smoothing", "n_patterns", "tiles", "seconds")}
@@ -238,7 +238,7 @@ def run(system: str, args) -> dict:
                train=f"{n_movies} x {n_frames} frames", test=f"{n_test} x {n_frames} frames",
                fit_rate=fit.ep_rate, fit_ci=list(fit.ep_rate_ci), fit_seconds=fit.seconds,
                iterations=fit.iterations, best_iteration=fit.best_iteration,
-               stop_reason=fit.stop_reason, warm_start=_warm_summary(fit, sim.dt),
+               stop_reason=fit.stop_reason, warm_start=_warm_summary(fit),
                history=[{k: h.get(k) for k in ("iteration", "val_objective", "ep_rate")}
                         for h in fit.history],
                simulate_seconds=t_sim, map_seconds=t_map,

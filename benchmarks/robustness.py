@@ -385,8 +385,7 @@ def summary(rows: list[dict]) -> list[str]:
                 f"| {np.mean([r['wall_seconds'] for r in rs]):.0f} |")
     out += ["", "### Must-pass checks (neep)", ""]
     for c in ("read_30", "bin_2", "read_30_L5000", "bin_2_L5000", "bin_2_L10000", "read_30_k4",
-              "read_30_k8",
-              "read_30_k16"):
+              "read_30_k8", "read_30_k16"):
         for r in (r for r in rows if r["condition"] == c and r["method"] == "neep"):
             ok1 = abs(r["rel_err_held"]) <= 0.10
             ok2 = r["ci"][0] <= r["exact_rate"] <= r["ci"][1]

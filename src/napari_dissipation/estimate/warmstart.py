@@ -186,9 +186,8 @@ def _fit(z_fit, dz_fit, z_ev, dz_ev, blocks: list) -> dict:
     ep = features(z_ev, dz_ev).double() @ theta
     # Picking the best of many fits would often "find" EP in noise: a candidate counts
     # only if its held-out mean EP is SIGNIFICANCE standard errors above 0.
-    mean, se = float(ep.mean()), float(ep.std()) / len(ep) ** 0.5
-    return {"val_objective": float(neep_objective(ep)), "val_mean_ep": mean,
-            "significant": mean > SIGNIFICANCE * se, "theta": theta, "ep": ep}
+    return {"val_objective": float(neep_objective(ep)), "val_mean_ep": float(ep.mean()),
+            "significant": _in_se(ep) > SIGNIFICANCE, "theta": theta, "ep": ep}
 
 
 def _contributions(ep: torch.Tensor) -> torch.Tensor:
@@ -272,18 +271,22 @@ def _preferred(new: dict | None, old: dict | None, units: np.ndarray) -> bool:
     if old is None or new["val_objective"] > old["val_objective"]:
         return True
     return (new["val_mean_ep"] > (1 + RATE_GAIN) * old["val_mean_ep"]
-            and _gain_in_se(new["ep"], old["ep"], units) > GAIN_SE)
+            and _in_se(new["ep"] - old["ep"], units) > GAIN_SE)
 
 
-def _gain_in_se(ep_new: torch.Tensor, ep_old: torch.Tensor, units: np.ndarray) -> float:
-    """Mean of the paired per-window EP difference, in standard errors between units."""
-    d = (ep_new - ep_old).double().cpu().numpy()
-    n = np.bincount(units)
-    per_unit = np.bincount(units, weights=d)[n > 0] / n[n > 0]
-    if len(per_unit) < 2:
-        return float(d.mean() / (d.std() / len(d) ** 0.5 + 1e-300))
-    se = per_unit.std(ddof=1) / len(per_unit) ** 0.5
-    return float(d.mean() / (se + 1e-300))
+def _in_se(values: torch.Tensor, units: np.ndarray | None = None) -> float:
+    """Mean of per-window values (a paired difference, say) in standard errors.
+
+    The error is measured between independent ``units`` (the unit of each window) when
+    given, else between windows.
+    """
+    d = values.double().cpu().numpy()
+    if units is not None:
+        n = np.bincount(units)
+        per_unit = np.bincount(units, weights=d)[n > 0] / n[n > 0]
+        if len(per_unit) >= 2:
+            return float(d.mean() / (per_unit.std(ddof=1) / len(per_unit) ** 0.5 + 1e-300))
+    return float(d.mean() / (d.std(ddof=1) / len(d) ** 0.5 + 1e-300))
 
 
 def _tile_family(model, data, scan, fit, ev, units, norm, device,
@@ -298,19 +301,18 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device,
         return None, []
     h, w = data.frame_shape
 
-    def tile_patterns(tile, m):
-        r, c, side = tile
-        p, _ = principal_patterns(frames[:, r: r + side, c: c + side], m, TILE_SMOOTHING)
-        return torch.as_tensor(p, dtype=torch.float32, device=device)
-
-    def coordinates(chosen, m, windows):
-        pats = [tile_patterns(t, m) for t in chosen]
-        return (*_coordinates(model, data, *windows, norm, device, _on_tiles(chosen, pats),
-                              m * len(chosen)), pats)
+    def coordinates(chosen, m, *windows):
+        """Each tile's m patterns, and the coordinates (z, dz) of each set of windows."""
+        pats = []
+        for r, c, side in chosen:
+            p, _ = principal_patterns(frames[:, r: r + side, c: c + side], m, TILE_SMOOTHING)
+            pats.append(torch.as_tensor(p, dtype=torch.float32, device=device))
+        project = _on_tiles(chosen, pats)
+        return pats, [_coordinates(model, data, *w, norm, device, project, m * len(chosen))
+                      for w in windows]
 
     m0 = TILE_SCAN_PATTERNS
-    z_fit, dz_fit, _ = coordinates(tiles, m0, scan)
-    z_ev, dz_ev, _ = coordinates(tiles, m0, ev)
+    _, ((z_fit, dz_fit), (z_ev, dz_ev)) = coordinates(tiles, m0, scan, ev)
     scores = []
     for i in range(len(tiles)):
         res = _fit(z_fit, dz_fit, z_ev, dz_ev, [np.arange(i * m0, (i + 1) * m0)])
@@ -329,10 +331,9 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device,
             continue
         trial = _fit(z_fit, dz_fit, z_ev, dz_ev,
                      [np.arange(j * m0, (j + 1) * m0) for j in chosen + [i]])
-        if current is not None:
-            gain = _contributions(trial["ep"]) - _contributions(current["ep"])
-            if float(gain.mean()) <= TILE_GAIN_SE * float(gain.std()) / len(gain) ** 0.5:
-                continue
+        if current is not None and _in_se(_contributions(trial["ep"])
+                                          - _contributions(current["ep"])) <= TILE_GAIN_SE:
+            continue
         kept.append(tiles[i])
         chosen.append(i)
         current = trial
@@ -349,8 +350,7 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device,
     # held-out windows, since more tiles leave fewer patterns (and parameters) to each.
     m_top = max(TILE_PATTERN_COUNTS)
     most = min(MAX_TILE_PARAMS, len(fit[1]) // WINDOWS_PER_PARAM)
-    z_fit, dz_fit, pats = coordinates(kept, m_top, fit)
-    z_ev, dz_ev, _ = coordinates(kept, m_top, ev)
+    pats, ((z_fit, dz_fit), (z_ev, dz_ev)) = coordinates(kept, m_top, fit, ev)
     best = None
     for n_t in range(1, len(kept) + 1):
         counts = [m for m in TILE_PATTERN_COUNTS
@@ -391,8 +391,7 @@ def _centre_tiles(kept: list, frame_shape, coordinates, scan, ev) -> list:
                 for dr in shifts for dc in shifts}
         candidates.append(sorted(near))
     flat = [t for group in candidates for t in group]
-    z_fit, dz_fit, _ = coordinates(flat, m, scan)
-    z_ev, dz_ev, _ = coordinates(flat, m, ev)
+    _, ((z_fit, dz_fit), (z_ev, dz_ev)) = coordinates(flat, m, scan, ev)
     out, i = [], 0
     for group in candidates:
         ep = np.array([_fit(z_fit, dz_fit, z_ev, dz_ev,
@@ -402,7 +401,7 @@ def _centre_tiles(kept: list, frame_shape, coordinates, scan, ev) -> list:
         pos = np.array([t[:2] for t in group], dtype=float)
         r, c = _quadratic_peak(pos, ep)
         side = group[0][2]
-        tile = (int(round(min(max(r, 0), h - side))), int(round(min(max(c, 0), w - side))), side)
+        tile = (int(round(r)), int(round(c)), side)  # inside the frame, as the candidates
         if all(abs(tile[0] - rk) >= side // 2 or abs(tile[1] - ck) >= side // 2
                for rk, ck, _ in out):
             out.append(tile)
