@@ -177,10 +177,16 @@ def current() -> Context:
 
 
 def shutdown() -> None:
-    """Leave the process group, if one was joined."""
+    """Leave the process group, if one was joined, once every rank has come to leave it.
+
+    A rank that tore its gloo connections down while rank 0 was still writing the run
+    folder was sometimes aborted ("terminate called without an active exception", about
+    one CI run of five on 2026-11-29); the barrier makes the ranks leave together.
+    """
     try:
         import torch.distributed as dist
     except ImportError:
         return
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
