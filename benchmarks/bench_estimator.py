@@ -88,7 +88,7 @@ def throughput(threads: int = 2, seconds: float = 20.0) -> dict:
 
     from napari_dissipation.estimate.data import MovieSet
     from napari_dissipation.estimate.objective import neep_objective
-    from napari_dissipation.estimate.train import batch_tensor
+    from napari_dissipation.estimate.windows import batch_tensor
 
     torch.set_num_threads(threads)
     sim = simulate.bead_spring(n_movies=20, n_frames=1000, seed=0)

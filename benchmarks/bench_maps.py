@@ -25,7 +25,7 @@ Examples
 
     python benchmarks/bench_maps.py --system chain --seconds 180
     python benchmarks/bench_maps.py --system mosaic --seconds 180
-    python benchmarks/bench_maps.py --system filament --seconds 300 --options n_modes=64
+    python benchmarks/bench_maps.py --system filament --seconds 300 --options n_patterns=64
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ DEFAULTS = {  # movies, frames, test movies
 
 
 def parse_options(text: str) -> dict:
-    """``"n_modes=64,channels=8"`` -> ``{"n_modes": 64, "channels": 8}``."""
+    """``"n_patterns=64,channels=8"`` -> ``{"n_patterns": 64, "channels": 8}``."""
     out = {}
     for item in filter(None, text.split(",")):
         key, value = item.split("=")
@@ -263,7 +263,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="the estimator's seed (its split)")
     p.add_argument("--data-seed", type=int, default=0,
                    help="movies: training seed 2D, test seed 2D + 1")
-    p.add_argument("--options", default="", help="estimator options, e.g. n_modes=64,channels=8")
+    p.add_argument("--options", default="", help="estimator options, e.g. n_patterns=64,channels=8")
     p.add_argument("--blur", type=float, default=0.5, help="blur sigma, lattice spacings")
     p.add_argument("--radius", type=float, default=1.5,
                    help="'near a driven node' radius, lattice spacings")

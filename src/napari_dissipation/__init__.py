@@ -2,7 +2,8 @@
 
 The engine is headless: ``simulate`` makes movies with exact entropy production,
 ``EPEstimator`` learns the stochastic entropy production of each transition from the
-frames alone, and ``load_estimator`` restores a saved one.  Heavy dependencies (torch)
+frames alone and leaves a ``TrainedModel`` (inference only), and ``load_model`` restores a
+saved one.  Heavy dependencies (torch)
 are imported on first use.
 """
 
@@ -10,18 +11,21 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["simulate", "EPEstimator", "FitResult", "load_estimator", "InputError", "__version__"]
+__all__ = ["simulate", "EPEstimator", "FitResult", "TrainedModel", "load_model", "load_estimator",
+           "InputError", "__version__"]
 
 from .errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import simulate
-    from .estimate import EPEstimator, FitResult, load_estimator
+    from .estimate import EPEstimator, FitResult, TrainedModel, load_estimator, load_model
 
 _LAZY = {
     "simulate": (".simulate", None),
     "EPEstimator": (".estimate", "EPEstimator"),
     "FitResult": (".estimate", "FitResult"),
+    "TrainedModel": (".estimate", "TrainedModel"),
+    "load_model": (".estimate", "load_model"),
     "load_estimator": (".estimate", "load_estimator"),
 }
 

@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module with a ``register(subparsers)`` function that
 adds its parser and sets ``func``.  Errors in the user's input (:class:`InputError`)
-become one line on stderr and exit status 2; nothing half-written is left behind
+become one line on stderr, with the flag that fixes them appended, and exit status 2;
+nothing half-written is left behind
 because every writer goes through :func:`napari_dissipation.io.atomic_output`.
 """
 
@@ -13,6 +14,7 @@ import sys
 from importlib import import_module
 
 from ..errors import InputError
+from ._common import error_message
 
 SUBCOMMANDS = ("simulate", "fit", "map", "demo")
 PROG = "napari-dissipation"
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except InputError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -1,13 +1,53 @@
-"""Pieces shared by the subcommands: reading movies, choosing dt, a progress line."""
+"""Pieces shared by the subcommands: reading movies, choosing dt, a progress line, and
+the one-line error message with the flag that fixes it."""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 
 from ..errors import InputError
 from ..io import MovieFile
 from ..io import read_movies as _read_movies
+from ..options import option as _option
+
+#: What to read from each file, and dt: the flag (with its value's form) for each name
+#: that :class:`InputError` uses as ``option``.  Estimator options take their flag from
+#: :mod:`napari_dissipation.options`.
+SELECTION_FLAGS = {
+    "channel": "--channel N",
+    "z": "--z N",
+    "series": "--series N",
+    "roi": "--roi Y0:Y1,X0:X1",
+    "dt": "--dt SECONDS",
+}
+
+
+def flag_for(name: str) -> str | None:
+    """The command-line flag that sets option ``name``; None when there is none."""
+    if name in SELECTION_FLAGS:
+        return SELECTION_FLAGS[name]
+    try:
+        o = _option(name)
+    except KeyError:
+        return None
+    return o.cli_flag if o.choices else f"{o.cli_flag} {o.cli_metavar}"
+
+
+def error_message(exc: InputError) -> str:
+    """``exc``'s message with the flags of its options appended, e.g. ``... (--series N)``.
+
+    Library messages say what is wrong in words; the command line adds how to change it.
+    A flag the message already names is not repeated.
+    """
+    text = str(exc)
+    flags = []
+    for name in exc.options:
+        flag = flag_for(name)
+        if flag and not re.search(re.escape(flag.split()[0]) + r"(?![\w-])", text):
+            flags.append(flag)
+    return f"{text} ({', '.join(flags)})" if flags else text
 
 
 def read_movies(paths, args=None) -> list[MovieFile]:
@@ -41,15 +81,18 @@ def choose_dt(flag: float | None, movies: list[MovieFile]) -> tuple[float, str]:
     found = {m.dt for m in movies if m.dt is not None}
     if flag is not None:
         if flag <= 0:
-            raise InputError(f"--dt must be a positive number of seconds per frame, got {flag}")
+            raise InputError(f"dt must be a positive number of seconds per frame, got {flag}",
+                             option="dt")
         if found and any(abs(d - flag) > 1e-9 * max(abs(flag), 1.0) for d in found):
             print(f"note: --dt {flag} overrides dt {sorted(found)} from the file metadata",
                   file=sys.stderr)
         return float(flag), "command line"
     if not found:
-        raise InputError(f"{movies[0].path}: no frame interval in the file; give --dt SECONDS")
+        raise InputError(f"{movies[0].path}: no frame interval in the file; give dt in seconds "
+                         "per frame", option="dt")
     if len(found) > 1:
-        raise InputError(f"the movies' metadata disagree on dt ({sorted(found)}); give --dt")
+        raise InputError(f"the movies' metadata disagree on dt ({sorted(found)}); give dt",
+                         option="dt")
     return float(found.pop()), "file metadata"
 
 

@@ -15,7 +15,6 @@ napari_dissipation fit ...`` the ranks train together (DistributedDataParallel) 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ._common import ProgressLine, add_selection_arguments, choose_dt, read_movies
+from ._estimator_options import add_estimator_arguments, estimator_options
 
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -39,33 +39,18 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "fit", help="train the estimator on movies and write the EP rate, its interval and "
         "the stochastic EP of every transition",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description="Train the estimator on movies of one system and write a run folder. "
+        "Every estimator option can be set; the defaults suit most movies.")
     p.add_argument("movies", nargs="+", metavar="MOVIE",
                    help="movies: TIFF, OME-TIFF, ImageJ, .npy, Zarr; folders or globs of TIFFs")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to create")
     p.add_argument("--dt", type=float, default=None,
                    help="seconds per frame (default: from the file metadata)")
-    p.add_argument("--frames-per-input", "-k", type=int, default=2, metavar="K",
-                   help="consecutive frames per input (K > 2 for partially observed systems)")
-    p.add_argument("--max-seconds", type=float, default=None, help="training time budget")
-    p.add_argument("--max-iterations", type=int, default=20000, help="training step budget")
-    p.add_argument("--batch-size", type=int, default=256,
-                   help="transitions per step (under torchrun: over all processes together)")
-    p.add_argument("--eval-every", type=int, default=200,
-                   help="steps between evaluations on held-out data (and checkpoints)")
-    p.add_argument("--patience", type=int, default=20,
-                   help="evaluations without improvement before stopping")
-    p.add_argument("--stride", type=int, default=1, help="keep every STRIDE-th frame")
-    p.add_argument("--bin", type=int, default=1, help="sum BIN x BIN pixel blocks first")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="training forward pass: auto is bfloat16 on CUDA, float32 on the CPU")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its checkpoint in RUN.partial/")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_selection_arguments(p)
+    add_estimator_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -91,11 +76,7 @@ def run(args) -> int:
                          "add --resume to continue it, or delete the folder to start again")
     movies = read_movies(args.movies, args)
     dt, dt_source = choose_dt(args.dt, movies)
-    est = EPEstimator(frames_per_input=args.frames_per_input, max_seconds=args.max_seconds,
-                      max_iterations=args.max_iterations, batch_size=args.batch_size,
-                      eval_every=args.eval_every, patience=args.patience,
-                      stride=args.stride, bin=args.bin, seed=args.seed, device=args.device,
-                      threads=args.threads, precision=args.precision)
+    est = EPEstimator(**estimator_options(args))
     names = [str(m.path) for m in movies]
     # Under torchrun only rank 0 shows progress and writes; RANK is set before the group.
     main_rank = os.environ.get("RANK", "0") == "0"

@@ -37,27 +37,27 @@ def mean_path(out: Path) -> Path:
 
 
 def run(args) -> int:
-    from ..estimate import load_estimator
+    from ..estimate import load_model
     from ..io import write_maps_tiff
 
     run_path = Path(args.run)
     model = run_path / MODEL_FILE if run_path.is_dir() else run_path
     if not run_path.exists():
         raise InputError(f"{run_path}: no such run folder")
-    est = load_estimator(model)
+    trained = load_model(model)
     movies = read_movies([args.movie], args)
     if len(movies) != 1:
         raise InputError(f"{args.movie}: holds {len(movies)} movies; `map` takes one")
     (movie,) = movies
-    dt = args.dt if args.dt is not None else (est.dt or movie.dt)
+    dt = args.dt if args.dt is not None else (trained.dt or movie.dt)
     if dt is None or dt <= 0:
-        raise InputError(f"{args.movie}: no usable dt; give --dt SECONDS")
+        raise InputError(f"{args.movie}: no usable frame interval", option="dt")
     out = Path(args.out)
-    density = est.ep_rate_density(movie.data, dt=dt, name=str(movie.path))
+    density = trained.ep_rate_density(movie.data, dt=dt, name=str(movie.path))
     meta = {"unit": "k_B/s per pixel", "source": str(movie.path), "run": str(run_path)}
     maps = None
     if not args.mean_only:
-        maps = est.dissipation_map(movie.data, name=str(movie.path))
+        maps = trained.dissipation_map(movie.data, name=str(movie.path))
     write_maps_tiff(mean_path(out), density, dt=dt, metadata=meta)
     if maps is not None:
         write_maps_tiff(out, maps, dt=dt,

@@ -66,7 +66,8 @@ def register(subparsers) -> None:
 
 
 def _add_chain_physics(p) -> None:
-    p.add_argument("--k", type=float, default=1.0, help="spring constant")
+    p.add_argument("--spring", dest="k", type=float, default=1.0, metavar="K",
+                   help="spring constant k of the chain (and of the traps)")
     p.add_argument("--gamma", type=float, default=1.0, help="friction coefficient")
 
 

@@ -1,7 +1,16 @@
-"""The neural estimator of entropy production (NEEP with a convolutional network)."""
+"""The neural estimator of entropy production (NEEP with a convolutional network).
+
+:class:`EPEstimator` holds the options and trains; :class:`TrainedModel` is what training
+leaves (inference only), also read back by :func:`load_model`.
+"""
 
 from .config import EstimatorConfig
-from .estimator import EPEstimator, FitResult, load_estimator
+from .estimator import EPEstimator, FitResult
 from .train import Progress
+from .trained import TrainedModel, load_model
 
-__all__ = ["EPEstimator", "EstimatorConfig", "FitResult", "Progress", "load_estimator"]
+#: The name earlier versions used for :func:`load_model` (it returns a TrainedModel).
+load_estimator = load_model
+
+__all__ = ["EPEstimator", "EstimatorConfig", "FitResult", "Progress", "TrainedModel",
+           "load_estimator", "load_model"]

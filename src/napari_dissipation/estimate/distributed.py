@@ -179,9 +179,9 @@ def current() -> Context:
 def shutdown() -> None:
     """Leave the process group, if one was joined, once every rank has come to leave it.
 
-    A rank that tore its gloo connections down while rank 0 was still writing the run
-    folder was sometimes aborted ("terminate called without an active exception", about
-    one CI run of five on 2026-11-29); the barrier makes the ranks leave together.
+    A rank that tears its gloo connections down while rank 0 is still writing the run
+    folder can be aborted ("terminate called without an active exception"); the barrier
+    makes the ranks leave together.
     """
     try:
         import torch.distributed as dist

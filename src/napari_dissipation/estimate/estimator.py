@@ -1,9 +1,9 @@
-"""``EPEstimator``: fit on movies, then stochastic EP, rates and maps of any movie."""
+"""``EPEstimator``: the options and the training; fitting returns a :class:`FitResult` and
+leaves a :class:`~.trained.TrainedModel` (inference only) in ``est.model_``."""
 
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..options import validate
 from . import distributed
 from .config import EstimatorConfig
-from .data import MovieSet, Normalisation
+from .data import MovieSet
+from .state import read_checkpoint
 from .stats import bootstrap_rate_ci, per_transition, split_windows, widen_interval
-from .train import CHECKPOINT_FORMAT, Progress, train, window_ep
+from .train import Progress, train
+from .trained import TrainedModel, build_network, check_dt, resolve_device
+from .windows import window_ep
 
-__all__ = ["EPEstimator", "FitResult", "load_estimator", "MODEL_FORMAT"]
-
-MODEL_FORMAT = "napari-dissipation-model/1"
-#: Choices of :class:`EPEstimator`'s ``precision``.
-PRECISIONS = ("auto", "float32", "bfloat16")
+__all__ = ["EPEstimator", "FitResult"]
 
 
 @dataclass
@@ -118,13 +118,19 @@ class EPEstimator:
 
     Parameters
     ----------
-    precision : {"auto", "float32", "bfloat16"}
-        Arithmetic of the training forward pass.  ``"auto"``: bfloat16 autocast on CUDA,
-        float32 on the CPU; ``"bfloat16"`` has no effect on the CPU.  The NEEP objective,
-        the evaluations, the refit and every output are computed in float32 or better.
     **options
-        Any field of :class:`EstimatorConfig` (all keyword-only, all with defaults),
-        e.g. ``seed=0, frames_per_input=2, max_seconds=600``.
+        Any option of :data:`napari_dissipation.options.OPTIONS` (all keyword-only, all
+        with defaults), e.g. ``seed=0, frames_per_input=2, max_seconds=600``; the
+        checked values are in ``est.config``.
+
+    Attributes
+    ----------
+    config : EstimatorConfig
+    model_ : TrainedModel or None
+        The trained model after :meth:`fit` (inference only; save it, or use it on other
+        movies).  The inference methods of the estimator pass through to it.
+    result_ : FitResult or None
+        The last fit's result.
 
     Notes
     -----
@@ -137,40 +143,27 @@ class EPEstimator:
     >>> est = EPEstimator(seed=0, max_seconds=60)          # doctest: +SKIP
     >>> fit = est.fit(sim.movies, dt=sim.dt)                # doctest: +SKIP
     >>> fit.ep_rate, fit.ep_rate_ci                         # doctest: +SKIP
+    >>> est.model_.dissipation_map(sim.movies[0])           # doctest: +SKIP
     """
 
-    def __init__(self, *, precision: str = "auto", **options):
-        if precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got "
-                             f"{precision!r}")
-        self.precision = precision
-        self.config = EstimatorConfig(**options)
-        self.model = None
-        self.norm: Normalisation | None = None
-        self.frame_shape: tuple[int, int] | None = None
-        self.raw_frame_shape: tuple[int, int] | None = None
-        self.dt: float | None = None
+    def __init__(self, **options):
+        self.config = EstimatorConfig(**validate(options))
+        self.model_: TrainedModel | None = None
         self.result_: FitResult | None = None
         self._stop = threading.Event()
 
     # ------------------------------------------------------------------ properties
+    @property
+    def precision(self) -> str:
+        return self.config.precision
+
     @property
     def frames_per_input(self) -> int:
         return self.config.frames_per_input
 
     @property
     def is_fitted(self) -> bool:
-        return self.model is not None
-
-    def _device(self):
-        import torch
-
-        want = self.config.device
-        if want == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if want.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"device {want!r} requested but no CUDA GPU is available")
-        return torch.device(want)
+        return self.model_ is not None
 
     def _mixed_precision(self, device) -> bool:
         return device.type == "cuda" and self.precision in ("auto", "bfloat16")
@@ -179,7 +172,7 @@ class EPEstimator:
         """What a checkpoint must match: options (not threads/device), dt, the movies."""
         options = {k: v for k, v in self.config.to_dict().items()
                    if k not in ("threads", "device")}
-        facts = {"options": options, "precision": self.precision, "dt": dt,
+        facts = {"options": options, "dt": dt,
                  "movies": [[name, list(map(int, movie.shape)),
                              str(np.dtype(getattr(movie, "dtype", np.float64)))]
                             for name, movie in zip(data.names, data.movies, strict=True)],
@@ -218,13 +211,13 @@ class EPEstimator:
         """
         import torch
 
-        dt = _check_dt(dt)
+        dt = check_dt(dt)
         cfg = self.config
         self._stop.clear()
         t_start = time.perf_counter()
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
-        ctx, device = distributed.setup(self._device())
+        ctx, device = distributed.setup(resolve_device(cfg.device))
         data = MovieSet(movies, names=names, frames_per_input=cfg.frames_per_input,
                         stride=cfg.stride, bin=cfg.bin)
         data.check_finite()
@@ -233,36 +226,26 @@ class EPEstimator:
         norm = data.normalisation(rng)
         split = split_windows(data.n_windows, cfg.frames_per_input,
                               validation_fraction=cfg.validation_fraction, rng=rng)
-        model = _build_model(cfg, data.frame_shape)
-        model = model.to(device)
-        saver = state = None
+        network = build_network(cfg, data.frame_shape).to(device)
+        facts = state = None
         if checkpoint is not None:
             checkpoint = Path(checkpoint)
             facts = self._fingerprint(data, dt, fingerprint)
-            if ctx.is_main:
-                saver = _CheckpointWriter(checkpoint, facts)
             if resume:
-                state = _load_checkpoint(checkpoint, facts) if ctx.is_main else None
+                state = read_checkpoint(checkpoint, fingerprint=facts) if ctx.is_main else None
                 if ctx.active:
                     state = ctx.broadcast_object(state)
         elif resume:
             raise InputError("resume needs a checkpoint file")
-        outcome = yield from train(model, data, split, norm, cfg, rate_scale=self._rate_scale(dt),
-                                   device=device, stop=self._stop, rng=rng, ctx=ctx,
-                                   checkpoint=saver, resume=state,
+        outcome = yield from train(network, data, split, norm, cfg,
+                                   rate_scale=self._rate_scale(dt), device=device,
+                                   stop=self._stop, rng=rng, ctx=ctx,
+                                   checkpoint=checkpoint if ctx.is_main else None,
+                                   fingerprint=facts, resume=state,
                                    mixed_precision=self._mixed_precision(device))
-        self.model, self.norm, self.dt = model.eval(), norm, dt
-        self.frame_shape, self.raw_frame_shape = data.frame_shape, data.raw_frame_shape
-
-        if ctx.active:  # each rank computes a share of every movie's windows
-            eps = []
-            for m, n in enumerate(data.n_windows):
-                part, mine = np.zeros(n), ctx.part(n)
-                part[mine] = window_ep(model, data, m, np.arange(n)[mine], norm, device)
-                eps.append(ctx.sum_parts(part, device))
-        else:
-            eps = [window_ep(model, data, m, np.arange(n), norm, device)
-                   for m, n in enumerate(data.n_windows)]
+        self.model_ = TrainedModel(network, norm=norm, frame_shape=data.frame_shape,
+                                   raw_frame_shape=data.raw_frame_shape, dt=dt, config=cfg)
+        eps = _all_window_ep(network, data, norm, device, ctx)
         held = [eps[m][s] for m, s in split.held_out]
         rate, ci, info = bootstrap_rate_ci(held, self._rate_scale(dt),
                                            rng=np.random.default_rng(cfg.seed + 1))
@@ -302,180 +285,66 @@ class EPEstimator:
             if progress is not None:
                 progress(record)
 
-    # ------------------------------------------------------------------ inference
-    def _movie_set(self, movie, name="movie") -> MovieSet:
-        if not self.is_fitted:
-            raise InputError("the estimator is not trained: call fit() or load_estimator() first")
-        data = MovieSet([movie], names=[name], frames_per_input=self.config.frames_per_input,
-                        stride=self.config.stride, bin=self.config.bin)
-        if data.raw_frame_shape != self.raw_frame_shape:
-            raise InputError(
-                f"{name}: frame size {data.raw_frame_shape} differs from the "
-                f"{self.raw_frame_shape} the estimator was trained on"
-            )
-        return data
+    # ------------------------------------------------------------------ the trained model
+    def _trained(self) -> TrainedModel:
+        if self.model_ is None:
+            raise InputError("the estimator is not trained: call fit() first")
+        return self.model_
+
+    @property
+    def dt(self) -> float | None:
+        """Seconds per frame of the training movies (None before fitting)."""
+        return None if self.model_ is None else self.model_.dt
+
+    @property
+    def frame_shape(self):
+        return None if self.model_ is None else self.model_.frame_shape
+
+    @property
+    def raw_frame_shape(self):
+        return None if self.model_ is None else self.model_.raw_frame_shape
 
     def window_ep(self, movie, *, name: str = "movie") -> np.ndarray:
-        """ΔS_θ of every window of k frames of one (T, H, W) movie, (T − k + 1,), k_B."""
-        data = self._movie_set(movie, name)
-        device = next(self.model.parameters()).device
-        return window_ep(self.model, data, 0, np.arange(data.n_windows[0]), self.norm, device)
+        """:meth:`TrainedModel.window_ep` of the trained model."""
+        return self._trained().window_ep(movie, name=name)
 
     def stochastic_ep(self, movie, *, name: str = "movie") -> np.ndarray:
-        """Stochastic EP of each transition t -> t+1 of a (T, H, W) movie, shape (T − 1,), k_B.
-
-        With k > 2 frames per input, each transition gets the mean share ``ΔS / (k − 1)``
-        of the windows that contain it.
-        """
-        return per_transition(self.window_ep(movie, name=name), self.config.frames_per_input)
+        """:meth:`TrainedModel.stochastic_ep` of the trained model, (T − 1,), k_B."""
+        return self._trained().stochastic_ep(movie, name=name)
 
     def ep_rate(self, movie, *, dt: float | None = None, name: str = "movie") -> float:
-        """Mean EP rate of one movie, k_B per second (no interval; see ``fit``)."""
-        dt = _check_dt(self.dt if dt is None else dt)
-        return float(np.mean(self.window_ep(movie, name=name)) / self._rate_scale(dt))
+        """:meth:`TrainedModel.ep_rate` of the trained model, k_B/s."""
+        return self._trained().ep_rate(movie, dt=dt, name=name)
 
     def dissipation_map(self, movie, *, name: str = "movie") -> np.ndarray:
-        """Per-transition dissipation maps, shape (T − 1, H, W), k_B per pixel.
-
-        Each map sums over pixels to :meth:`stochastic_ep` (float tolerance).
-        """
-        from ..maps import dissipation_map
-
-        return dissipation_map(self, movie, name=name)
+        """:meth:`TrainedModel.dissipation_map` of the trained model, (T − 1, H, W), k_B."""
+        return self._trained().dissipation_map(movie, name=name)
 
     def ep_rate_density(self, movie, *, dt: float | None = None, name: str = "movie") -> np.ndarray:
-        """Time-averaged map as an EP-rate density, shape (H, W), k_B per second per pixel."""
-        from ..maps import ep_rate_density
+        """:meth:`TrainedModel.ep_rate_density` of the trained model, (H, W), k_B/s."""
+        return self._trained().ep_rate_density(movie, dt=dt, name=name)
 
-        return ep_rate_density(self, movie, dt=dt, name=name)
-
-    # ------------------------------------------------------------------ persistence
     def config_dict(self) -> dict:
-        """Options plus what was learnt about the data (frame size, normalisation, dt)."""
-        d = {"options": dict(self.config.to_dict(), precision=self.precision)}
-        if self.is_fitted:
-            d.update(frame_shape=list(self.frame_shape), raw_frame_shape=list(self.raw_frame_shape),
-                     normalisation={"offset": self.norm.offset, "scale": self.norm.scale},
-                     dt=self.dt)
-        return d
+        """Options, plus what was learnt about the data once fitted."""
+        if self.model_ is not None:
+            return self.model_.config_dict()
+        return {"options": self.config.to_dict()}
 
     def save(self, path) -> Path:
-        """Save weights and config to one file, loadable without executing pickled code."""
-        import torch
-
-        from ..io import atomic_output
-
-        if not self.is_fitted:
+        """:meth:`TrainedModel.save` of the trained model."""
+        if self.model_ is None:
             raise InputError("the estimator is not trained; nothing to save")
-        path = Path(path)
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        with atomic_output(path) as tmp:
-            torch.save({"format": MODEL_FORMAT, "config": json.dumps(self.config_dict()),
-                        "state_dict": state}, tmp)
-        return path
+        return self.model_.save(path)
 
 
-def load_estimator(path, *, device: str = "auto") -> EPEstimator:
-    """Load an estimator saved with :meth:`EPEstimator.save`.
-
-    The file is read with ``torch.load(weights_only=True)``: tensors and plain
-    containers only, no pickled code is executed.
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such model file")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
-            raise ValueError("not a napari-dissipation model")
-        cfg = json.loads(blob["config"])
-    except Exception as exc:
-        # torch's own message suggests weights_only=False, exactly what must not be done.
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a napari-dissipation model file ({reason[:120]})") from None
-    options = dict(cfg["options"], device=device)
-    est = EPEstimator(**options)
-    model = _build_model(est.config, tuple(cfg["frame_shape"]))
-    try:
-        state = dict(blob["state_dict"])
-        if "linear_mask" not in state and "g_linear.weight" in state:  # saved before local patterns
-            state["linear_mask"] = torch.ones_like(state["g_linear.weight"])
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError) as exc:
-        raise InputError(f"{path}: weights do not match the stored configuration ({exc})") from None
-    est.model = model.to(est._device()).eval()
-    est.norm = Normalisation(**cfg["normalisation"])
-    est.frame_shape = tuple(cfg["frame_shape"])
-    est.raw_frame_shape = tuple(cfg["raw_frame_shape"])
-    est.dt = cfg.get("dt")
-    return est
-
-
-class _CheckpointWriter:
-    """Writes each checkpoint to ``path`` atomically (temporary file, then rename)."""
-
-    def __init__(self, path: Path, fingerprint: dict):
-        self.path = path
-        self.fingerprint = json.dumps(fingerprint)
-
-    def __call__(self, state: dict) -> None:
-        import torch
-
-        from ..io import atomic_output
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(self.path) as tmp:
-            torch.save(dict(state, fingerprint=self.fingerprint), tmp)
-
-
-def _load_checkpoint(path: Path, fingerprint: dict) -> dict:
-    """A checkpoint written by :class:`_CheckpointWriter`, checked against ``fingerprint``."""
-    import torch
-
-    if not path.is_file():
-        raise InputError(f"{path}: no checkpoint to resume from")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        meta = json.loads(state["meta"])
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError("not a napari-dissipation checkpoint")
-        saved = json.loads(state["fingerprint"])
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: unreadable checkpoint ({reason[:120]})") from None
-    if saved != fingerprint:
-        diff = _first_difference(saved, fingerprint)
-        raise InputError(f"{path}: the checkpoint was made with other inputs or options "
-                         f"({diff}); start a new run instead of resuming")
-    return state
-
-
-def _first_difference(old, new, where: str = "") -> str:
-    """``key: old -> new`` for the first place two JSON-like values differ."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in list(old) + [k for k in new if k not in old]:
-            if old.get(key) != new.get(key):
-                return _first_difference(old.get(key), new.get(key),
-                                         f"{where}.{key}" if where else str(key))
-    text = f"{old!r} -> {new!r}"
-    return f"{where}: {text[:160]}" if where else text[:160]
-
-
-def _build_model(cfg: EstimatorConfig, frame_shape):
-    from .model import EPNet
-
-    return EPNet(frames_per_input=cfg.frames_per_input, frame_shape=frame_shape,
-                 channels=cfg.channels, max_pools=cfg.max_pools, n_modes=cfg.n_modes,
-                 hidden=cfg.hidden)
-
-
-def _check_dt(dt) -> float:
-    try:
-        value = float(dt)
-    except (TypeError, ValueError):
-        raise InputError(f"dt must be a number of seconds per frame, got {dt!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"dt must be a positive number of seconds per frame, got {dt!r}")
-    return value
+def _all_window_ep(network, data: MovieSet, norm, device, ctx) -> list[np.ndarray]:
+    """ΔS of every window of every movie; under torchrun each rank computes a share."""
+    if not ctx.active:
+        return [window_ep(network, data, m, np.arange(n), norm, device)
+                for m, n in enumerate(data.n_windows)]
+    eps = []
+    for m, n in enumerate(data.n_windows):
+        part, mine = np.zeros(n), ctx.part(n)
+        part[mine] = window_ep(network, data, m, np.arange(n)[mine], norm, device)
+        eps.append(ctx.sum_parts(part, device))
+    return eps

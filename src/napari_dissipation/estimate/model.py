@@ -131,20 +131,20 @@ class EPNet(nn.Module):
         Width of the convolutional feature maps.
     max_pools : int
         Largest number of 2x down-samplings in the convolutional part.
-    n_modes : int
+    n_patterns : int
         K, the number of whole-frame patterns of the global part.
     hidden : int
         Width of the global network ``g``.
     """
 
     def __init__(self, *, frames_per_input: int, frame_shape: tuple[int, int],
-                 channels: int = 8, max_pools: int = 2, n_modes: int = 16, hidden: int = 64):
+                 channels: int = 8, max_pools: int = 2, n_patterns: int = 16, hidden: int = 64):
         super().__init__()
         k = self.frames_per_input = int(frames_per_input)
         self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
         h, w = self.frame_shape
         self.n_even, self.n_odd = (k + 1) // 2, k // 2
-        self.n_modes = n_modes = int(min(n_modes, h * w))
+        self.n_patterns = n_patterns = int(min(n_patterns, h * w))
         c = int(channels)
         self.n_down = n_downsamplings(self.frame_shape, max_pools)
 
@@ -161,9 +161,9 @@ class EPNet(nn.Module):
             nn.init.zeros_(self.conv[-1].weight)
             nn.init.zeros_(self.conv[-1].bias)
 
-        self.register_buffer("modes", torch.zeros(n_modes, h, w))
+        self.register_buffer("patterns", torch.zeros(n_patterns, h, w))
         self.register_buffer("mean_frame", torch.zeros(h, w))
-        n_in, n_out = self.n_even * n_modes, self.n_odd * n_modes
+        n_in, n_out = self.n_even * n_patterns, self.n_odd * n_patterns
         self.g_linear = nn.Linear(n_in, n_out)
         # Which entries of the linear map are free: all, or blocks that couple only the
         # patterns of one tile (``estimate.warmstart``'s local patterns).
@@ -180,14 +180,14 @@ class EPNet(nn.Module):
     @torch.no_grad()
     def set_patterns(self, patterns: np.ndarray, mean: np.ndarray, *,
                      n_active: int | None = None) -> None:
-        """Set the global patterns (n_modes, H, W) and the mean frame (H, W).
+        """Set the global patterns (n_patterns, H, W) and the mean frame (H, W).
 
         Patterns past ``n_active`` (default: all) are set to zero.
         """
         patterns = np.array(patterns, dtype=np.float64)
-        n = self.n_modes if n_active is None else min(int(n_active), self.n_modes)
+        n = self.n_patterns if n_active is None else min(int(n_active), self.n_patterns)
         patterns[n:] = 0.0
-        self.modes.copy_(torch.as_tensor(patterns, dtype=self.modes.dtype))
+        self.patterns.copy_(torch.as_tensor(patterns, dtype=self.patterns.dtype))
         self.mean_frame.copy_(torch.as_tensor(mean, dtype=self.mean_frame.dtype))
 
     @torch.no_grad()
@@ -196,7 +196,7 @@ class EPNet(nn.Module):
 
         Parameters
         ----------
-        groups : ndarray of int, shape (n_modes,), optional
+        groups : ndarray of int, shape (n_patterns,), optional
             Group label of each pattern, e.g. the tile it lives on.
         """
         if groups is None:
@@ -220,13 +220,13 @@ class EPNet(nn.Module):
         z = self._state(even)
         linear = nn.functional.linear(z, self.g_linear.weight * self.linear_mask,
                                       self.g_linear.bias)
-        g = (linear + self.g_hidden(z)).view(x.shape[0], self.n_odd, self.n_modes)
-        global_force = torch.einsum("bok,kpq->bopq", g, self.modes)
+        g = (linear + self.g_hidden(z)).view(x.shape[0], self.n_odd, self.n_patterns)
+        global_force = torch.einsum("bok,kpq->bopq", g, self.patterns)
         return local + global_force, odd
 
     def _state(self, even: torch.Tensor) -> torch.Tensor:
         """Projection of the even channels on the global patterns, (B, n_even · K)."""
-        return torch.einsum("bepq,kpq->bek", even - 2.0 * self.mean_frame, self.modes).flatten(1)
+        return torch.einsum("bepq,kpq->bek", even - 2.0 * self.mean_frame, self.patterns).flatten(1)
 
     def _conv_on_pixels(self, even: torch.Tensor, layers: nn.Module) -> torch.Tensor:
         """``layers`` of the convolutional part on the even channels, back on the pixel grid.
@@ -261,7 +261,7 @@ class EPNet(nn.Module):
         """Features F (B, P) with ΔS_θ = F @ readout_params(): the linear read-out's inputs."""
         even, odd = self._channels(x)
         z = self._state(even)
-        dz = torch.einsum("bopq,kpq->bok", odd, self.modes).flatten(1)
+        dz = torch.einsum("bopq,kpq->bok", odd, self.patterns).flatten(1)
         parts = [linear_branch_features(z, dz), self.g_hidden(z) * dz]
         if self.conv is not None:
             f = self._conv_on_pixels(even, self.conv[:-1])
@@ -282,7 +282,7 @@ class EPNet(nn.Module):
     def readout_columns(self) -> torch.Tensor:
         """Indices of the read-out parameters that can matter: those of unused (zero)
         global patterns have features that are zero on every input."""
-        active = self.modes.flatten(1).abs().amax(dim=1) > 0
+        active = self.patterns.flatten(1).abs().amax(dim=1) > 0
         odd, even = active.repeat(self.n_odd), active.repeat(self.n_even)
         parts = [(odd[:, None] & even[None, :] & (self.linear_mask > 0)).flatten(), odd, odd]
         if self.conv is not None:

@@ -6,20 +6,20 @@
 
 The same loop runs under ``torchrun`` (see :mod:`.distributed`): each rank takes its share
 of every global batch, DDP averages the gradients, rank 0 evaluates and decides, and every
-rank keeps the same bookkeeping.  At every evaluation the loop can hand a checkpoint
-(:func:`snapshot`) to a callback, and it can start from one (``resume``).
+rank keeps the same bookkeeping.  At every evaluation the loop can write a checkpoint
+(:class:`~.state.TrainingState`), and it can start from one (``resume``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,10 +30,12 @@ from .distributed import SINGLE, Context
 from .model import EPNet
 from .objective import neep_objective, safe_exp_neg
 from .readout import readout_sd, refit_readout
+from .state import TrainingState
 from .stats import training_units
 from .warmstart import warm_start
+from .windows import batch_tensor, infer_batch, window_ep
 
-__all__ = ["Progress", "TrainOutcome", "train", "window_ep", "batch_tensor", "CHECKPOINT_FORMAT"]
+__all__ = ["Progress", "TrainOutcome", "train"]
 
 #: Steps between progress records (a stop request is seen at every step).
 YIELD_EVERY = 10
@@ -56,14 +58,6 @@ READOUT_PIXELS = 800_000_000
 READOUT_MIN_WINDOWS = 100_000
 #: Penalties tried for the refit, relative to the mean squared EP of a window.
 READOUT_RIDGES = (1e-3, 1e-2, 1e-1, 1.0)
-#: Most windows evaluated at once without gradients.
-INFER_BATCH = 2048
-#: Most pixels (windows x frames x pixels per frame) of one batch evaluated without
-#: gradients: the convolutional features of a batch take about 40 bytes per input pixel,
-#: so large frames get smaller batches (peak memory stays near 200 MB).
-INFER_PIXELS = 1 << 22
-#: Marks a training checkpoint (see :func:`train`'s ``checkpoint``).
-CHECKPOINT_FORMAT = "napari-dissipation-checkpoint/1"
 
 
 @dataclass
@@ -123,38 +117,6 @@ class TrainOutcome:
     readout_sd: float = 0.0
 
 
-def batch_tensor(data: MovieSet, movie_idx: np.ndarray, starts: np.ndarray,
-                 norm: Normalisation, device) -> torch.Tensor:
-    """Windows (movie_idx[i], starts[i]) as a normalised float32 tensor (B, k, H, W)."""
-    out = np.empty((len(starts), data.k) + data.frame_shape, dtype=np.float32)
-    for m in np.unique(movie_idx):
-        sel = np.flatnonzero(movie_idx == m)
-        out[sel] = data.windows(int(m), starts[sel])
-    x = torch.from_numpy(out).to(device)
-    return (x - norm.offset) / norm.scale
-
-
-def infer_batch(data: MovieSet) -> int:
-    """Windows per batch evaluated without gradients: :data:`INFER_BATCH` for small frames,
-    fewer for large ones (at most :data:`INFER_PIXELS` input pixels)."""
-    per_window = data.k * int(np.prod(data.frame_shape))
-    return int(max(1, min(INFER_BATCH, INFER_PIXELS // per_window)))
-
-
-@torch.no_grad()
-def window_ep(model: EPNet, data: MovieSet, m: int, starts: np.ndarray, norm: Normalisation,
-              device, batch: int | None = None) -> np.ndarray:
-    """ΔS of the windows ``starts`` of movie ``m``, shape (len(starts),), k_B."""
-    model.eval()
-    batch = batch or infer_batch(data)
-    out = np.empty(len(starts), dtype=np.float64)
-    for a in range(0, len(starts), batch):
-        s = starts[a: a + batch]
-        x = batch_tensor(data, np.full(len(s), m), s, norm, device)
-        out[a: a + len(s)] = model(x).double().cpu().numpy()
-    return out
-
-
 def _evaluate(model, data, units, norm, device) -> tuple[float, float, np.ndarray]:
     """Mean NEEP objective, mean window EP and each window's EP over held-out units."""
     eps = np.concatenate([window_ep(model, data, m, s, norm, device) for m, s in units])
@@ -190,7 +152,8 @@ def _eval_subset(units, n_max: int, rng: np.random.Generator) -> list:
 
 def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: EstimatorConfig, *,
           rate_scale: float, device, stop: threading.Event, rng: np.random.Generator,
-          ctx: Context = SINGLE, checkpoint=None, resume: dict | None = None,
+          ctx: Context = SINGLE, checkpoint: Path | None = None, fingerprint: dict | None = None,
+          resume: dict | None = None,
           mixed_precision: bool = False) -> Generator[Progress, None, TrainOutcome]:
     """Maximise the NEEP objective on the training windows with early stopping.
 
@@ -211,13 +174,13 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
         Draws the batches (one process), the held-out subset and the refit's windows.
     ctx : distributed.Context
         This process's place in a ``torchrun`` job; a single process by default.
-    checkpoint : callable, optional
-        Called on rank 0 after every evaluation with a checkpoint: a dict of tensors,
-        state dicts and one JSON string ``"meta"`` (see :func:`snapshot`).
+    checkpoint : Path, optional
+        Rewritten by rank 0 after every evaluation with the whole training state
+        (:meth:`TrainingState.save`, with ``fingerprint``).
     resume : dict, optional
-        A checkpoint to continue from (the same data, split and options).  In one
-        process the continuation is exact; under ``torchrun`` each rank's batch stream
-        starts afresh from (seed, rank, iteration).
+        A checkpoint to continue from (:func:`~.state.read_checkpoint`; the same data,
+        split and options).  In one process the continuation is exact; under ``torchrun``
+        each rank's batch stream starts afresh from (seed, rank, iteration).
     mixed_precision : bool
         bfloat16 autocast for the training forward pass (CUDA only); the NEEP objective,
         the evaluations and the refit stay in float32/float64.
@@ -230,174 +193,199 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     -------
     TrainOutcome
     """
-    train_m = np.concatenate([np.full(len(s), m) for m, s in split.train])
-    train_s = np.concatenate([s for _, s in split.train])
-    eval_units = _eval_subset(split.held_out, cfg.eval_windows, rng)
-    warm = None
-    if resume is None and ctx.is_main:  # other ranks get rank 0's start when wrapped
-        t_warm = time.perf_counter()
-        warm = warm_start(model, data, train_m, train_s, eval_units, norm, device, cfg.seed)
-        warm["seconds"] = time.perf_counter() - t_warm
-    net = ctx.wrap(model, device)  # DistributedDataParallel under torchrun, else the model
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
-                           weight_decay=cfg.weight_decay)
-    # Evaluation and the kept weights use an exponential moving average of the weights,
-    # which smooths the noise that single NEEP steps leave in them.
-    average = torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(EMA_DECAY))
-    if resume is None:
-        # The starting point (the warm start's fit, or ΔS ≡ 0 when no fit beat it on
-        # held-out data) is the first candidate: when nothing trained beats ΔS ≡ 0, the
-        # estimate is zero rather than an overfitted, confidently wrong rate.
-        best_obj, _, best_eps = _evaluate(model, data, eval_units, norm, device) \
-            if ctx.is_main else (None, None, None)
-        best_iter, best_state = 0, copy.deepcopy(model.state_dict())
-        val_obj = rate = None
-        bad_evals = 0
-        history = []
-        if warm is not None:
-            history.append({"iteration": 0, "seconds": 0.0, "train_objective": None,
-                            "val_objective": warm["val_objective"],
-                            "ep_rate": warm["val_mean_ep"] / rate_scale, "warm_start": warm})
-        # The warm start's time counts against the budget.
-        it, elapsed, done = 0, 0.0 if warm is None else warm["seconds"], False
-        reason = "iterations"
-    else:
-        meta = json.loads(resume["meta"])
-        model.load_state_dict(resume["model"])
-        average.load_state_dict(resume["average"])
-        opt.load_state_dict(resume["optimizer"])
-        best_state = {k: v.to(device) for k, v in resume["best"].items()}
-        rng.bit_generator.state = meta["rng"]
-        torch.set_rng_state(resume["torch_rng"])
-        best_obj, best_iter, bad_evals = meta["best_obj"], meta["best_iter"], meta["bad_evals"]
-        best_eps = None
-        if ctx.is_main:  # the kept weights' held-out EP, for the paired comparison
-            current = copy.deepcopy(model.state_dict())
-            model.load_state_dict(best_state)
-            best_eps = _evaluate(model, data, eval_units, norm, device)[2]
-            model.load_state_dict(current)
-        val_obj, rate, history = meta["val_obj"], meta["rate"], meta["history"]
-        it, elapsed, done, reason = meta["iteration"], meta["seconds"], meta["done"], \
-            meta["reason"]
-    # One process draws its batches from ``rng``; each rank of a distributed run from its own.
-    batch_rng = ctx.batch_rng(cfg.seed, it) if ctx.active else rng
-    batch = ctx.share(cfg.batch_size)
-    running, n_running = 0.0, 0
-    t0 = time.perf_counter() - elapsed
-    clock = elapsed  # rank 0's clock, the same on every rank (distributed runs)
-    while not done:
-        model.train()
-        used = it / cfg.max_iterations
-        if cfg.max_seconds is not None:
-            now = clock if ctx.active else time.perf_counter() - t0
-            used = max(used, now / cfg.max_seconds)
-        for group in opt.param_groups:
-            group["lr"] = cfg.learning_rate * (
-                LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * min(used, 1.0))))
-        pick = batch_rng.integers(0, len(train_s), size=batch)
-        x = batch_tensor(data, train_m[pick], train_s[pick], norm, device)
-        with _forward_precision(device, mixed_precision):
-            ep = net(x)
+    loop = _Loop(model, data, split, norm, cfg, rate_scale=rate_scale, device=device,
+                 rng=rng, ctx=ctx, mixed_precision=mixed_precision,
+                 warm=resume is None and ctx.is_main)
+    state = loop.resume(resume) if resume is not None else loop.start()
+    state = yield from loop.run(state, stop, checkpoint=checkpoint, fingerprint=fingerprint)
+    return loop.finish(state)
+
+
+class _Loop:
+    """One training run: the model, its optimiser and weight average, and the windows."""
+
+    def __init__(self, model, data, split, norm, cfg, *, rate_scale, device, rng, ctx,
+                 mixed_precision, warm: bool):
+        self.model, self.data, self.split, self.norm, self.cfg = model, data, split, norm, cfg
+        self.rate_scale, self.device, self.rng, self.ctx = rate_scale, device, rng, ctx
+        self.mixed_precision = mixed_precision
+        self.train_m = np.concatenate([np.full(len(s), m) for m, s in split.train])
+        self.train_s = np.concatenate([s for _, s in split.train])
+        self.eval_units = _eval_subset(split.held_out, cfg.eval_windows, rng)
+        # Other ranks get rank 0's start when the model is wrapped.
+        self.warm = self._warm_start() if warm else None
+        self.net = ctx.wrap(model, device)  # DistributedDataParallel under torchrun
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
+                                    weight_decay=cfg.weight_decay)
+        # Evaluation and the kept weights use an exponential moving average of the weights,
+        # which smooths the noise that single NEEP steps leave in them.
+        self.average = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(EMA_DECAY))
+        self.best_eps = None  # held-out EP of the kept weights, windows (rank 0)
+
+    def _warm_start(self) -> dict:
+        t = time.perf_counter()
+        warm = warm_start(self.model, self.data, self.train_m, self.train_s, self.eval_units,
+                          self.norm, self.device, self.cfg.seed)
+        warm["seconds"] = time.perf_counter() - t
+        return warm
+
+    def _evaluate(self, model) -> tuple[float, float, np.ndarray]:
+        return _evaluate(model, self.data, self.eval_units, self.norm, self.device)
+
+    def start(self) -> TrainingState:
+        """The state before the first step.
+
+        The starting point (the warm start's fit, or ΔS ≡ 0 when no fit beat it on
+        held-out data) is the first candidate: when nothing trained beats ΔS ≡ 0, the
+        estimate is zero rather than an overfitted, confidently wrong rate.
+        """
+        state = TrainingState(best_state=copy.deepcopy(self.model.state_dict()))
+        if self.ctx.is_main:
+            state.best_obj, _, self.best_eps = self._evaluate(self.model)
+        if self.warm is not None:
+            state.history.append({
+                "iteration": 0, "seconds": 0.0, "train_objective": None,
+                "val_objective": self.warm["val_objective"],
+                "ep_rate": self.warm["val_mean_ep"] / self.rate_scale, "warm_start": self.warm})
+            state.seconds = self.warm["seconds"]  # counts against the budget
+        return state
+
+    def resume(self, blob: dict) -> TrainingState:
+        """The state of a checkpoint, with weights, optimiser and generators restored."""
+        state = TrainingState.from_checkpoint(blob, model=self.model, average=self.average,
+                                              optimizer=self.opt, rng=self.rng,
+                                              device=self.device)
+        if self.ctx.is_main:  # the kept weights' held-out EP, for the paired comparison
+            current = copy.deepcopy(self.model.state_dict())
+            self.model.load_state_dict(state.best_state)
+            self.best_eps = self._evaluate(self.model)[2]
+            self.model.load_state_dict(current)
+        return state
+
+    def _budget_used(self, state: TrainingState, now: float) -> float:
+        used = state.iteration / self.cfg.max_iterations
+        if self.cfg.max_seconds is not None:
+            used = max(used, now / self.cfg.max_seconds)
+        return min(used, 1.0)
+
+    def _step(self, batch_rng, batch: int, used: float) -> float:
+        """One optimiser step on a random batch; returns its NEEP objective."""
+        self.model.train()
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.learning_rate * (
+                LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * used)))
+        pick = batch_rng.integers(0, len(self.train_s), size=batch)
+        x = batch_tensor(self.data, self.train_m[pick], self.train_s[pick], self.norm,
+                         self.device)
+        with _forward_precision(self.device, self.mixed_precision):
+            ep = self.net(x)
         objective = neep_objective(ep.float())
-        opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad(set_to_none=True)
         (-objective).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        opt.step()
-        average.update_parameters(model)
-        it += 1
-        running += float(objective.detach())
-        n_running += 1
-        elapsed = time.perf_counter() - t0
-        stop_requested = stop.is_set()
-        if ctx.active:  # rank 0's clock and anyone's stop request decide for all ranks
-            elapsed, stop_requested = ctx.sync_step(elapsed, stop_requested, device)
-            clock = elapsed
-        done = it >= cfg.max_iterations
-        if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
-            done, reason = True, "seconds"
-        if stop_requested:
-            done, reason = True, "stopped"
-        evaluated = False
-        # A stop skips the evaluation unless none was made yet (then nothing trained
-        # would be a candidate against ΔS ≡ 0).
-        if (it % cfg.eval_every == 0 or done) and (reason != "stopped" or not history):
-            if ctx.is_main:
-                val_obj, mean_ep, eps = _evaluate(average.module, data, eval_units, norm,
-                                                  device)
-                improved = _clearly_better(eps, best_eps)
-                if improved:
-                    best_eps = eps
-            if ctx.active:  # rank 0's evaluation, sent to the others
-                val_obj, mean_ep, flag = ctx.broadcast_values(
-                    [val_obj, mean_ep, improved] if ctx.is_main else [0.0, 0.0, 0.0], device)
-                improved = flag > 0
-            rate = mean_ep / rate_scale
-            evaluated = True
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
+        self.opt.step()
+        self.average.update_parameters(self.model)
+        return float(objective.detach())
+
+    def _evaluate_and_keep(self, state: TrainingState) -> None:
+        """Evaluate the averaged weights; keep them when clearly better, else count."""
+        ctx = self.ctx
+        improved, mean_ep = False, 0.0
+        if ctx.is_main:
+            state.val_obj, mean_ep, eps = self._evaluate(self.average.module)
+            improved = _clearly_better(eps, self.best_eps)
             if improved:
-                best_obj, best_iter, bad_evals = val_obj, it, 0
-                best_state = copy.deepcopy(average.module.state_dict())
-            else:
-                bad_evals += 1
-                if bad_evals >= cfg.patience:
-                    done, reason = True, "early stopping"
-            elapsed = time.perf_counter() - t0
-        if it % YIELD_EVERY == 0 or evaluated or done:
-            train_obj = running / max(n_running, 1)
-            running, n_running = 0.0, 0
-            record = Progress(it, cfg.max_iterations, elapsed, cfg.max_seconds, train_obj,
-                              val_obj, rate, best_iter, evaluated)
-            if evaluated:
-                history.append({"iteration": it, "seconds": elapsed,
-                                "train_objective": train_obj, "val_objective": val_obj,
-                                "ep_rate": rate})
-                if checkpoint is not None and ctx.is_main:
-                    checkpoint(snapshot(
-                        model=model, average=average, optimizer=opt, best_state=best_state,
-                        rng=rng, iteration=it, seconds=time.perf_counter() - t0, done=done,
-                        reason=reason, best_obj=best_obj, best_iter=best_iter,
-                        bad_evals=bad_evals, val_obj=val_obj, rate=rate, history=history))
-            yield record
-    model.load_state_dict(best_state)
-    refit = None
-    if ctx.is_main:
-        refit = _refit(model, data, train_m, train_s, training_units(split), eval_units,
-                       best_obj, norm, device, rng)
-    if ctx.active:  # rank 0's refit result and final weights on every rank
-        refit = ctx.broadcast_object(refit)
-        ctx.broadcast_state(model)
-    if refit["kept"]:
-        history.append({"iteration": it, "seconds": time.perf_counter() - t0,
-                        "train_objective": refit["after"], "val_objective": refit["val_after"],
-                        "ep_rate": refit["val_mean_ep"] / rate_scale, "readout_refit": True})
-    return TrainOutcome(best_iter, it, time.perf_counter() - t0, reason, history,
-                        readout_sd=refit["readout_sd"])
+                self.best_eps = eps
+        if ctx.active:  # rank 0's evaluation, sent to the others
+            state.val_obj, mean_ep, flag = ctx.broadcast_values(
+                [state.val_obj, mean_ep, improved] if ctx.is_main else [0.0, 0.0, 0.0],
+                self.device)
+            improved = flag > 0
+        state.rate = mean_ep / self.rate_scale
+        if improved:
+            state.best_obj, state.best_iter, state.bad_evals = state.val_obj, state.iteration, 0
+            state.best_state = copy.deepcopy(self.average.module.state_dict())
+        else:
+            state.bad_evals += 1
+            if state.bad_evals >= self.cfg.patience:
+                state.done, state.reason = True, "early stopping"
 
+    def run(self, state: TrainingState, stop: threading.Event, *, checkpoint=None,
+            fingerprint=None) -> Generator[Progress, None, TrainingState]:
+        """Step until the budget, early stopping or a stop request; yield progress."""
+        ctx, cfg = self.ctx, self.cfg
+        # One process draws its batches from ``rng``; each rank of a distributed run from
+        # its own.
+        batch_rng = ctx.batch_rng(cfg.seed, state.iteration) if ctx.active else self.rng
+        batch = ctx.share(cfg.batch_size)
+        running, n_running = 0.0, 0
+        t0 = time.perf_counter() - state.seconds
+        clock = state.seconds  # rank 0's clock, the same on every rank (distributed runs)
+        while not state.done:
+            now = clock if ctx.active else time.perf_counter() - t0
+            running += self._step(batch_rng, batch, self._budget_used(state, now))
+            n_running += 1
+            state.iteration += 1
+            state.seconds = time.perf_counter() - t0
+            stop_requested = stop.is_set()
+            if ctx.active:  # rank 0's clock and anyone's stop request decide for all ranks
+                state.seconds, stop_requested = ctx.sync_step(state.seconds, stop_requested,
+                                                              self.device)
+                clock = state.seconds
+            state.done = state.iteration >= cfg.max_iterations
+            if cfg.max_seconds is not None and state.seconds >= cfg.max_seconds:
+                state.done, state.reason = True, "seconds"
+            if stop_requested:
+                state.done, state.reason = True, "stopped"
+            evaluated = False
+            # A stop skips the evaluation unless none was made yet (then nothing trained
+            # would be a candidate against ΔS ≡ 0).
+            if ((state.iteration % cfg.eval_every == 0 or state.done)
+                    and (state.reason != "stopped" or not state.history)):
+                self._evaluate_and_keep(state)
+                evaluated = True
+                state.seconds = time.perf_counter() - t0
+            if state.iteration % YIELD_EVERY == 0 or evaluated or state.done:
+                train_obj = running / max(n_running, 1)
+                running, n_running = 0.0, 0
+                if evaluated:
+                    state.history.append({
+                        "iteration": state.iteration, "seconds": state.seconds,
+                        "train_objective": train_obj, "val_objective": state.val_obj,
+                        "ep_rate": state.rate})
+                    if checkpoint is not None and ctx.is_main:
+                        state.save(checkpoint, fingerprint=fingerprint or {}, model=self.model,
+                                   average=self.average, optimizer=self.opt, rng=self.rng)
+                yield Progress(state.iteration, cfg.max_iterations, state.seconds,
+                               cfg.max_seconds, train_obj, state.val_obj, state.rate,
+                               state.best_iter, evaluated)
+        state.seconds = time.perf_counter() - t0
+        return state
 
-def snapshot(*, model, average, optimizer, best_state, rng, iteration: int, seconds: float,
-             done: bool, reason: str, best_obj, best_iter: int, bad_evals: int, val_obj, rate,
-             history: list) -> dict:
-    """A checkpoint of the training loop: tensors on the CPU plus one JSON string.
-
-    Keys ``model``, ``average``, ``best``, ``optimizer`` (state dicts), ``torch_rng``
-    (uint8 tensor) and ``meta`` (JSON: iteration, seconds of training so far, the numpy
-    generator's state, best-so-far, history, ...).  Loadable with
-    ``torch.load(weights_only=True)``: no pickled code.
-    """
-
-    def cpu(state):
-        return {k: v.detach().cpu().clone() for k, v in state.items()}
-
-    opt_state = optimizer.state_dict()
-    opt_state = {"state": {i: cpu(s) for i, s in opt_state["state"].items()},
-                 "param_groups": opt_state["param_groups"]}
-    meta = {"format": CHECKPOINT_FORMAT, "iteration": int(iteration), "seconds": float(seconds),
-            "done": bool(done), "reason": reason, "best_obj": best_obj,
-            "best_iter": int(best_iter), "bad_evals": int(bad_evals), "val_obj": val_obj,
-            "rate": rate, "history": history, "rng": rng.bit_generator.state}
-    return {"meta": json.dumps(meta), "model": cpu(model.state_dict()),
-            "average": cpu(average.state_dict()), "best": cpu(best_state),
-            "optimizer": opt_state, "torch_rng": torch.get_rng_state()}
+    def finish(self, state: TrainingState) -> TrainOutcome:
+        """Load the kept weights, refit the read-out, and sum up."""
+        ctx = self.ctx
+        t0 = time.perf_counter() - state.seconds
+        self.model.load_state_dict(state.best_state)
+        refit = None
+        if ctx.is_main:
+            refit = _refit(self.model, self.data, self.train_m, self.train_s,
+                           training_units(self.split), self.eval_units, state.best_obj,
+                           self.norm, self.device, self.rng)
+        if ctx.active:  # rank 0's refit result and final weights on every rank
+            refit = ctx.broadcast_object(refit)
+            ctx.broadcast_state(self.model)
+        history = state.history
+        if refit["kept"]:
+            history.append({"iteration": state.iteration,
+                            "seconds": time.perf_counter() - t0,
+                            "train_objective": refit["after"],
+                            "val_objective": refit["val_after"],
+                            "ep_rate": refit["val_mean_ep"] / self.rate_scale,
+                            "readout_refit": True})
+        return TrainOutcome(state.best_iter, state.iteration, time.perf_counter() - t0,
+                            state.reason, history, readout_sd=refit["readout_sd"])
 
 
 def _forward_precision(device, enabled: bool):

@@ -42,12 +42,13 @@ import torch
 from .model import EPNet, linear_branch_features, principal_patterns
 from .objective import neep_objective, safe_exp_neg
 from .readout import maximise_neep
+from .windows import batch_tensor
 
 __all__ = ["warm_start", "SMOOTHINGS", "PATTERN_COUNTS"]
 
 #: Blur scales tried, in (binned) pixels.
 SMOOTHINGS = (0.0, 2.0, 4.0, 8.0)
-#: Pattern counts tried, up to the model's ``n_modes``.
+#: Pattern counts tried, up to the model's ``n_patterns``.
 PATTERN_COUNTS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 #: Training windows the candidate fits are made on: at most this many, and at most
 #: FIT_PIXELS pixels read in all (large frames), but at least MIN_FIT_WINDOWS.
@@ -101,8 +102,6 @@ TILE_REFINE_PATTERNS = 12
 
 
 def _windows(data, movie_idx, starts, norm, device, chunk=2048):
-    from .train import batch_tensor
-
     for a in range(0, len(starts), chunk):
         yield batch_tensor(data, movie_idx[a: a + chunk], starts[a: a + chunk], norm, device)
 
@@ -201,7 +200,7 @@ def _n_params(model: EPNet, m: int) -> int:
 
 def _whole_family(model, data, fit, ev, units, norm, device, frames) -> tuple[dict, list]:
     """Best whole-frame candidate over blur scales and pattern counts, and all tried."""
-    k_max = model.n_modes
+    k_max = model.n_patterns
     patterns = [principal_patterns(frames, k_max, s)[0] for s in SMOOTHINGS]
     stack = torch.as_tensor(np.concatenate(patterns), dtype=torch.float32, device=device)
     z_fit, dz_fit = _coordinates(model, data, *fit, norm, device, _whole_frame(stack),
@@ -261,10 +260,10 @@ def _preferred(new: dict | None, old: dict | None, units: np.ndarray) -> bool:
     held-out mean EP higher by RATE_GAIN of the old one and by GAIN_SE standard errors of
     the paired difference between held-out units.  The objective alone stops too soon for
     the rate: each added parameter leaves noise in every window's ΔS, which
-    ``exp(−ΔS)`` penalises while the mean of ΔS, the rate, stays unbiased; on the
-    filament network the objective's choice left the rate 20% low.  The mean alone keeps
-    adding patterns for gains of a few per cent that cost the single transitions'
-    accuracy (R² 0.85 to 0.80 on a 2-bead chain).
+    ``exp(−ΔS)`` penalises while the mean of ΔS, the rate, stays unbiased, so the
+    objective's choice leaves the rate biased low by the patterns left out.  The mean
+    alone keeps adding patterns for gains of a few per cent that cost the single
+    transitions' accuracy.  The measurements behind both are in docs/estimator.md.
     """
     if new is None or not new["significant"]:
         return False
@@ -297,7 +296,7 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device,
     the kept tiles' fits, ``ev`` the held-out ones.
     """
     tiles = tile_grid(data.frame_shape)
-    if not tiles or model.n_modes < TILE_PATTERN_COUNTS[0]:
+    if not tiles or model.n_patterns < TILE_PATTERN_COUNTS[0]:
         return None, []
     h, w = data.frame_shape
 
@@ -354,7 +353,7 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device,
     best = None
     for n_t in range(1, len(kept) + 1):
         counts = [m for m in TILE_PATTERN_COUNTS
-                  if m * n_t <= model.n_modes and n_t * _n_params(model, m) <= most]
+                  if m * n_t <= model.n_patterns and n_t * _n_params(model, m) <= most]
         m, res = _ladder(counts,
                          lambda m, n_t=n_t: [np.arange(t * m_top, t * m_top + m)
                                              for t in range(n_t)],
@@ -377,9 +376,9 @@ def _centre_tiles(kept: list, frame_shape, coordinates, scan, ev) -> list:
     8 patterns to read) over tiles centred on it; with more patterns (TILE_REFINE_PATTERNS)
     the centred tile wins.  Each tile is fitted at shifts of up to TILE_SHIFT px in each
     direction (a 5 x 5 grid), and moved to the peak of a quadratic surface fitted to those
-    fits' held-out mean EP: single positions 3 px apart differ by more than the surface
-    does near its peak, so the best single one wanders (9 px off a driven node, against
-    4 px for the peak of the surface, on 120 x 1000 filament frames).  Tiles that end up
+    fits' held-out mean EP: single positions 3 px apart differ by more through noise than
+    the surface does near its peak, so the best single one wanders further from the
+    driven site than the surface's peak (docs/estimator.md).  Tiles that end up
     overlapping a better one by more than half are dropped.
     """
     h, w = frame_shape
@@ -471,7 +470,7 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     frames = np.concatenate([x[:, 0].cpu().numpy() for x in _windows(
         data, train_m[frame_pick], train_s[frame_pick], norm, device)])
     mean = frames.mean(axis=0)
-    model.set_patterns(np.zeros(model.modes.shape), mean)
+    model.set_patterns(np.zeros(model.patterns.shape), mean)
 
     def windows(n):  # the first n of ``pick``, in reading order
         idx = np.sort(pick[:n])
@@ -485,17 +484,17 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
                                       windows(n_tile_fit), ev, units, norm, device, frames)
     best = local if _preferred(local, whole, units) else whole
     if best is None:
-        model.set_patterns(principal_patterns(frames, model.n_modes, SMOOTHINGS[0])[0], mean)
+        model.set_patterns(principal_patterns(frames, model.n_patterns, SMOOTHINGS[0])[0], mean)
         return {"family": "none", "smoothing": SMOOTHINGS[0], "n_patterns": 0, "tiles": [],
                 "val_objective": -1.0, "val_mean_ep": 0.0, "tried": tried + tried_local}
 
     n = best["n_patterns"]
-    padded = np.zeros(model.modes.shape)
+    padded = np.zeros(model.patterns.shape)
     padded[:n] = best["patterns"]
     model.set_patterns(padded, mean)
     groups = None
     if best["groups"] is not None:
-        groups = np.full(model.n_modes, -1)
+        groups = np.full(model.n_patterns, -1)
         groups[:n] = best["groups"]
     model.set_pattern_groups(groups)
     block_of = [np.arange(n)] if groups is None else [
@@ -508,7 +507,7 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
 
 def _set_linear_branch(model: EPNet, theta: torch.Tensor, blocks: list) -> None:
     """Write a fit over pattern blocks (index arrays, in θ's order) into ``g_linear``."""
-    k = model.n_modes
+    k = model.n_patterns
     weight = torch.zeros_like(model.g_linear.weight)
     bias = torch.zeros_like(model.g_linear.bias)
     i = 0

@@ -64,7 +64,8 @@ def simulate_and_render(
     H, W = frame_shape
     b = int(options.binning)
     if H % b or W % b:
-        raise InputError(f"frame size {H}x{W} px is not divisible by --bin {b}")
+        raise InputError(f"frame size {H}x{W} px is not divisible by the binning {b}",
+                         option="bin")
     seq = np.random.SeedSequence(seed)
     motion_seq, noise_seq = seq.spawn(2)
     positions = model.sample(int(n_movies), int(n_frames), dt, np.random.default_rng(motion_seq))
