@@ -1,11 +1,19 @@
 """Shared fixtures and the split between engine tests and GUI tests.
 
+The test folders mirror the package (``estimate/``, ``simulate/``, ``io/``, ``cli/``,
+``gui/``); tests of the package as a whole stay at the top.
+
 Engine tests need neither a display nor napari.  A test is a GUI test when it is marked
 ``gui`` or asks for a Qt/napari fixture (``qtbot``, ``make_napari_viewer``, ...); such tests
 get the ``gui`` marker here, so ``pytest -m "not gui"`` runs the engine alone.  GUI tests need
 an X server with OpenGL (pytest-xvfb starts Xvfb when it is installed).  Without one they are
 skipped on a developer's machine, and fail under CI (``CI`` set) so that nothing is
 silently left out there.
+
+Tests that train a network for more than a few seconds, run ``torchrun`` or kill and resume a
+fit are marked ``slow``; ``pytest -m "not slow and not gui"`` is the quick run, plain
+``pytest`` (what CI runs) runs everything.  Both markers are registered in pyproject.toml
+(``--strict-markers``).
 """
 
 from __future__ import annotations

@@ -120,3 +120,18 @@ def test_every_option_is_a_config_field_and_a_fit_flag(capsys):
     text = capsys.readouterr().out
     for o in OPTIONS:
         assert o.cli_flag in text, o.cli_flag
+
+
+def test_no_function_body_over_80_lines():
+    """Counted without the docstring: numpydoc docstrings of the simulators are long."""
+    long = {}
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = node.end_lineno - node.lineno + 1
+                first = node.body[0]
+                if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                    n -= first.end_lineno - first.lineno + 1
+                if n > 80:
+                    long[f"{path.relative_to(SRC)}:{node.name}"] = n
+    assert not long, long

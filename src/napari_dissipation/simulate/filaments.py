@@ -252,25 +252,9 @@ def filament_network(
         raise InputError(f"the network ({np.ptp(rest_px, axis=0).max():.0f} px across) does "
                          f"not fit a {size} px frame; lower spacing or n_side")
 
-    # Filaments: spots every 1.25 psf_sigma or less along each segment (a sum of Gaussians
-    # so spaced is a line smooth to 1e-5), their positions linear in the node positions.
     n = net.n_nodes
-    rows_interp, amps = [], []
-    sigma = opts.psf_sigma
-    for a, b in net.bonds:
-        length_px = np.linalg.norm(rest_px[b] - rest_px[a])
-        k = max(2, int(np.ceil(length_px / (1.25 * sigma))))
-        f = (np.arange(k) + 0.5) / k
-        w = np.zeros((k, n))
-        w[:, a] = 1 - f
-        w[:, b] = f
-        rows_interp.append(w)
-        amps.append(np.full(k, line_brightness * (length_px / k) / (np.sqrt(2 * np.pi) * sigma)))
-    if node_brightness > 0:
-        rows_interp.append(np.eye(n))
-        amps.append(np.full(n, node_brightness))
-    interp = np.concatenate(rows_interp)  # (S, n_nodes)
-    amplitudes = np.concatenate(amps)
+    interp, amplitudes = _filament_spots(net, rest_px, opts.psf_sigma, line_brightness,
+                                         node_brightness)
 
     def spot_centres(u):  # (T, 2n) -> (T, S, 2)
         nodes = rest_px + u.reshape(u.shape[0], n, 2)[..., ::-1] * ppu
@@ -299,3 +283,28 @@ def filament_network(
         info=info, node_ep_rate_from_dof=node_rates,
     )
     return sim
+
+
+def _filament_spots(net, rest_px: np.ndarray, sigma: float, line_brightness: float,
+                    node_brightness: float) -> tuple[np.ndarray, np.ndarray]:
+    """Spots that draw the filaments (and the cross-links) of ``net``.
+
+    Returns ``interp`` (S, n_nodes), each spot's position as a mix of its segment's two
+    node positions, and ``amplitudes`` (S,).  Spots lie every 1.25 psf_sigma or less along
+    each segment: a sum of Gaussians so spaced is a line smooth to 1e-5.
+    """
+    n = net.n_nodes
+    rows_interp, amps = [], []
+    for a, b in net.bonds:
+        length_px = np.linalg.norm(rest_px[b] - rest_px[a])
+        k = max(2, int(np.ceil(length_px / (1.25 * sigma))))
+        f = (np.arange(k) + 0.5) / k
+        w = np.zeros((k, n))
+        w[:, a] = 1 - f
+        w[:, b] = f
+        rows_interp.append(w)
+        amps.append(np.full(k, line_brightness * (length_px / k) / (np.sqrt(2 * np.pi) * sigma)))
+    if node_brightness > 0:
+        rows_interp.append(np.eye(n))
+        amps.append(np.full(n, node_brightness))
+    return np.concatenate(rows_interp), np.concatenate(amps)

@@ -2,10 +2,10 @@
 
 Exactness is checked with random weights (every parameter and buffer of a fitted network
 replaced by random values), where nothing cancels by luck.  The learning tests are small
-(a few thousand transitions, a fixed number of training steps, threads=1) and their
-tolerances loose, but each proves the property it names: the driven half of a mosaic
-dominates the map, the driven sites of a filament network stand out.  Full-size figures are
-in ``benchmarks/bench_maps.py`` and ``docs/maps.md``.
+(a few thousand transitions, a fixed number of training steps, threads=1, marked ``slow``)
+and their tolerances loose, but each proves the property it names: the driven half of a
+mosaic dominates the map, the driven sites of a filament network stand out.  Full-size
+figures are in ``benchmarks/bench_maps.py`` and ``docs/maps.md``.
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ import torch
 
 from napari_dissipation import EPEstimator, simulate
 from napari_dissipation.cli import main as cli_main
-from napari_dissipation.maps import dissipation_map, ep_rate_density, iter_window_maps
 
 TINY = dict(threads=1, seed=0, max_iterations=2, eval_every=1, eval_windows=64)
 
 
 def _randomise(est: EPEstimator, seed: int) -> EPEstimator:
     """Perturb every parameter and buffer of the fitted network with random values."""
+    net = est.model_.network
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in est.model.parameters():
+        for p in net.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.3)
-        est.model.modes.add_(torch.randn(est.model.modes.shape, generator=gen) * 0.05)
-        est.model.mean_frame.add_(torch.randn(est.model.mean_frame.shape, generator=gen) * 0.1)
+        net.patterns.add_(torch.randn(net.patterns.shape, generator=gen) * 0.05)
+        net.mean_frame.add_(torch.randn(net.mean_frame.shape, generator=gen) * 0.1)
     return est
 
 
@@ -56,20 +56,22 @@ def random_estimators(bead_spring_small):
 @pytest.mark.parametrize("k", [2, 3])
 def test_maps_sum_to_stochastic_ep_and_rate(random_estimators, bead_spring_small, k):
     est = random_estimators[k, 1]
+    model = est.model_
     movie = bead_spring_small.movies[3, :90]
     # window maps: the share of each pixel sums to ΔS_θ of the window
-    window_maps = np.concatenate([m for _, m in iter_window_maps(est, movie, batch=16)])
+    window_maps = np.concatenate([m for _, m in model.iter_window_maps(movie, batch=16)])
     assert window_maps.shape == (90 - k + 1, 20, 40)
-    _assert_sums(window_maps.sum(axis=(1, 2)), est.window_ep(movie))
-    # per-transition maps sum to the stochastic EP of each transition
+    _assert_sums(window_maps.sum(axis=(1, 2)), model.window_ep(movie))
+    # per-transition maps sum to the stochastic EP of each transition; the estimator's
+    # methods pass through to its trained model
     maps = est.dissipation_map(movie)
     assert maps.shape == (89, 20, 40) and maps.dtype == np.float32
-    np.testing.assert_array_equal(maps, dissipation_map(est, movie))
+    np.testing.assert_array_equal(maps, model.dissipation_map(movie))
     _assert_sums(maps.sum(axis=(1, 2), dtype=np.float64), est.stochastic_ep(movie))
     # the averaged map is an EP-rate density: it sums to the movie's rate (k_B/s)
     density = est.ep_rate_density(movie)
     assert density.shape == (20, 40)
-    np.testing.assert_allclose(density, ep_rate_density(est, movie, dt=bead_spring_small.dt))
+    np.testing.assert_allclose(density, model.ep_rate_density(movie, dt=bead_spring_small.dt))
     rate = est.ep_rate(movie)
     assert abs(density.sum() - rate) <= 1e-4 * max(abs(rate), np.abs(density).sum())
     # and the average of the per-transition maps over time, per second, is that density
@@ -122,6 +124,7 @@ def test_cli_map_writes_stack_and_mean(random_estimators, bead_spring_small, tmp
 
 
 # ---------------------------------------------------------------- where the EP lies
+@pytest.mark.slow
 def test_mosaic_driven_region_dominates_the_map():
     """Driven 2-bead chain beside an equilibrium one: the map's EP lies in the driven half.
 
@@ -155,12 +158,13 @@ def _network_fit(n_movies=16, **kwargs):
                                     **_SMALL_NETWORK, **kwargs)
     test = simulate.filament_network(n_movies=4, n_frames=1500, seed=1,
                                      **_SMALL_NETWORK, **kwargs)
-    est = EPEstimator(threads=1, seed=0, n_modes=32, max_iterations=100, eval_every=50)
+    est = EPEstimator(threads=1, seed=0, n_patterns=32, max_iterations=100, eval_every=50)
     fit = est.fit(sim.movies, dt=sim.dt)
     density = np.mean([est.ep_rate_density(m, dt=test.dt) for m in test.movies], axis=0)
     return fit, density, test
 
 
+@pytest.mark.slow
 def test_filament_network_map_finds_the_driven_site():
     """The local patterns of the warm start find the driven cross-link: the map's integral
     is within 20% of the test movies' exact EP rate, the map blurred by half a lattice
@@ -185,6 +189,7 @@ def test_filament_network_map_finds_the_driven_site():
     assert positive[near].sum() >= 0.7 * positive.sum()
 
 
+@pytest.mark.slow
 def test_filament_network_without_driving_gives_zero():
     """The same network with every node at the bath temperature: the map integrates to
     less than 10% of the driven network's rate (exact: 0).  Half the training movies."""

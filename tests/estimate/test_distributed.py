@@ -48,6 +48,7 @@ def _fit(cmd, timeout=120):
     return proc
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_agree_with_one(movie_files, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     _fit([sys.executable, "-m", "napari_dissipation", "fit", *movie_files, "--out", str(one),
