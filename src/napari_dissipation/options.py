@@ -52,6 +52,8 @@ class Option:
         Values must lie strictly below 1 (fractions).
     choices : tuple of str, optional
         The allowed values (strings).
+    words : tuple of str
+        Words a number option also takes.
     nullable : bool
         None is allowed (and means what ``none_means`` says).
     none_means : str
@@ -76,6 +78,7 @@ class Option:
     minimum: float | None = None
     below_one: bool = False
     choices: tuple[str, ...] | None = None
+    words: tuple[str, ...] = ()
     nullable: bool = False
     none_means: str = ""
     first_screen: bool = False
@@ -108,6 +111,8 @@ class Option:
             if self.choices and value not in self.choices:
                 raise self._refuse(f"must be one of {', '.join(self.choices)}", value)
             return value
+        if isinstance(value, str) and value.strip().lower() in self.words:
+            return value.strip().lower()
         if isinstance(value, bool):
             raise self._refuse("must be a number", value)
         try:

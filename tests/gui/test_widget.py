@@ -18,11 +18,15 @@ pytest.importorskip("pytestqt")
 from napari.utils.notifications import notification_manager  # noqa: E402
 from qtpy.QtCore import QTimer  # noqa: E402
 
-from napari_dissipation._widget import DissipationWidget, _Outputs  # noqa: E402
 from napari_dissipation.errors import InputError  # noqa: E402
+from napari_dissipation.gui import jobs  # noqa: E402
+from napari_dissipation.gui.layers import MovieSelection  # noqa: E402
+from napari_dissipation.gui.session import Result, State  # noqa: E402
+from napari_dissipation.gui.widget import DissipationWidget  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
+#: A small, fast network; budgets in iterations (never seconds), no early stopping.
 FAST = {"channels": 4, "batch_size": 32, "eval_every": 10, "eval_windows": 200,
         "threads": 1, "patience": 10_000, "max_seconds": None}
 
@@ -56,20 +60,19 @@ def viewer_widget(make_napari_viewer, qtbot):
     if widget.worker is not None:
         widget.stop()
         qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
-    widget._disconnect_viewer()
+    widget.close()
 
 
-def fake_outputs(widget, layer, *, dt):
-    """Results of known shape, as the engine would hand them over."""
+def fake_result(layer, *, dt, selection=None, maps=True) -> Result:
+    """A result of known shape, as the jobs would hand it over."""
     n = layer.data.shape[0]
     rng = np.random.default_rng(1)
-    maps = rng.normal(0, 1, (n - 1, *layer.data.shape[1:])).astype(np.float32)
-    from napari_dissipation._layers import MovieSelection
-
-    return _Outputs(layer_name=layer.name, selection=MovieSelection(ndim=3, time_axis=0),
-                    scale=tuple(layer.scale), translate=tuple(layer.translate), n_frames=n,
-                    dt=dt, ep=maps.sum(axis=(1, 2)), maps=maps, density=maps.mean(0) / dt,
-                    ep_rate=2.0312, ep_rate_ci=(1.9, 2.15), how="trained", layer=layer)
+    m = rng.normal(0, 1, (n - 1, *layer.data.shape[1:])).astype(np.float32)
+    return Result(layer_name=layer.name, selection=selection or MovieSelection(ndim=3,
+                  time_axis=0), scale=tuple(layer.scale), translate=tuple(layer.translate),
+                  n_frames=n, dt=dt, ep=m.sum(axis=(1, 2)), maps=m if maps else None,
+                  density=m.mean(0) / dt, ep_rate=2.0312, ep_rate_ci=(1.9, 2.15),
+                  how="trained", layer=layer)
 
 
 def test_widget_docks_from_the_manifest(make_napari_viewer):
@@ -77,30 +80,50 @@ def test_widget_docks_from_the_manifest(make_napari_viewer):
     dock, widget = viewer.window.add_plugin_dock_widget("napari-dissipation",
                                                          "Entropy production")
     assert isinstance(widget, DissipationWidget)
-    assert widget.layer_combo.count() == 0
-    widget._disconnect_viewer()
+    assert len(widget.movie_panel.layer.choices) == 0 and widget.movie_layer is None
+    widget.close()
+
+
+def test_layer_picker_is_magicguis_image_combo_without_result_layers(viewer_widget):
+    from napari.layers import Image
+
+    viewer, widget = viewer_widget
+    picker = widget.movie_panel.layer
+    assert picker.annotation is Image and picker.widget_type == "ComboBox"
+    movie = viewer.add_image(blob_movie(20), name="movie", metadata={"dt": 0.1})
+    viewer.add_image(np.zeros((8, 8)), name="result", metadata={"dissipation": {}})
+    assert picker.choices == (movie,) and widget.movie_layer is movie
+    newer = viewer.add_image(blob_movie(20), name="newer")
+    assert widget.movie_layer is movie  # a new layer does not take over the pick
+    movie.name = "renamed"  # the pick follows its layer
+    assert widget.movie_layer is movie and picker.current_choice == "renamed"
+    viewer.layers.remove(movie)
+    assert widget.movie_layer is newer
 
 
 def test_dt_from_metadata_scale_or_user(viewer_widget):
     viewer, widget = viewer_widget
+    panel = widget.movie_panel
     movie = blob_movie(20)
     viewer.add_image(movie, name="plain")
     assert widget.movie_layer.name == "plain"
-    assert widget.dt_edit.text() == "" and "enter" in widget.dt_source.text()
+    assert panel.dt.value is None and "enter" in panel.dt_source.value
     notes = Notes()
     widget.train()
-    assert widget.worker is None
+    assert widget.worker is None and widget.session.state is State.IDLE
     assert any("dt (s/frame) is not set" in m for m in notes.messages)
 
     viewer.add_image(movie, name="scaled", scale=(0.05, 1, 1))
     widget.select_layer(viewer.layers["scaled"])
-    assert float(widget.dt_edit.text()) == pytest.approx(0.05)
-    assert widget.dt_source.text() == "from layer scale"
+    assert panel.dt.value == pytest.approx(0.05)
+    assert panel.dt_source.value == "from layer scale"
 
     viewer.add_image(movie, name="meta", metadata={"dt": 0.02})
     widget.select_layer(viewer.layers["meta"])
     assert widget.dt() == pytest.approx(0.02)
-    assert widget.dt_source.text() == "from layer metadata"
+    assert panel.dt_source.value == "from layer metadata"
+    panel.dt.value = 0.5
+    assert widget.dt() == 0.5
 
 
 def test_bad_layers_give_a_notification_not_a_crash(viewer_widget):
@@ -109,12 +132,53 @@ def test_bad_layers_give_a_notification_not_a_crash(viewer_widget):
     viewer.add_image(np.zeros((5, 16, 16, 3), np.uint8), name="colour", rgb=True)
     for name, words in [("flat", "2-D image"), ("colour", "RGB")]:
         widget.select_layer(viewer.layers[name])
-        assert words in widget.layer_status.text()
+        assert words in widget.movie_panel.status.value
         notes = Notes()
         widget.train()
         assert widget.worker is None
         assert len(notes.messages) == 1 and words in notes.messages[0]
-        assert widget.train_button.isEnabled()
+        assert widget.run_panel.train_button.enabled
+
+
+def test_options_form_is_generated_from_the_schema(viewer_widget):
+    from napari_dissipation.options import OPTIONS, validate
+
+    viewer, widget = viewer_widget
+    form = widget.options_form
+    assert list(form.editors) == [o.name for o in OPTIONS]
+    assert [w.name for w in form.first] == [o.name for o in OPTIONS if o.first_screen]
+    assert [w.name for w in form.advanced] == [o.name for o in OPTIONS if not o.first_screen]
+    for o in OPTIONS:
+        editor = form.editors[o.name]
+        assert editor.tooltip.startswith(o.help) and editor.label.lower() == o.label.lower()
+    opts = widget.options()
+    assert opts["max_seconds"] == 120.0  # the widget's own budget
+    assert opts["threads"] >= 1 and opts["device"] in ("cpu", "cuda")
+    assert validate(opts) == opts  # every value the form gives is one the engine takes
+    defaults = validate({})
+    for name in set(opts) - {"max_seconds", "threads", "device"}:
+        assert opts[name] == defaults[name], name  # else the schema's defaults
+    widget.set_options(frames_per_input=3)
+    assert widget.options()["frames_per_input"] == 3
+    widget.set_options(frames_per_input=defaults["frames_per_input"])
+    assert widget.options()["frames_per_input"] == defaults["frames_per_input"]
+
+    widget.set_options(max_seconds=None, threads=None, n_modes=3, precision="float32",
+                       learning_rate=1e-4)
+    opts = widget.options()
+    assert opts["max_seconds"] is None and opts["threads"] is None
+    assert form.editors["max_seconds"].native.text() == ""
+    assert opts["n_patterns"] == 3 and opts["precision"] == "float32"
+    assert opts["learning_rate"] == pytest.approx(1e-4)
+    with pytest.raises(KeyError):
+        widget.set_options(no_such_option=1)
+    with pytest.raises(InputError):
+        widget.set_options(precision="float64")
+    form.editors["learning_rate"].native.setText("")
+    notes = Notes()
+    viewer.add_image(blob_movie(30), name="m", metadata={"dt": 0.1})
+    widget.train()
+    assert widget.worker is None and "learning_rate" in notes.messages[-1]
 
 
 def test_time_axis_of_a_4d_layer(viewer_widget):
@@ -122,21 +186,21 @@ def test_time_axis_of_a_4d_layer(viewer_widget):
     data = np.zeros((3, 25, 10, 12), np.float32)
     layer = viewer.add_image(data, name="czyx", scale=(1, 0.1, 1, 1))
     widget.select_layer(layer)
-    assert widget.time_axis_combo.count() == 2
+    assert len(widget.movie_panel.time_axis.choices) == 2
+    assert not widget.movie_panel.time_axis.native.isHidden()
     widget.set_time_axis(1)
     viewer.dims.set_current_step(0, 2)
-    sel = widget._selection(layer)
+    sel = widget.selection()
     assert sel.time_axis == 1 and dict(sel.fixed) == {0: 2}
     assert sel.movie(layer.data).shape == (25, 10, 12)
-    assert "axis 0 at index 2" in widget.layer_status.text()
+    assert "axis 0 at index 2" in widget.movie_panel.status.value
     assert widget.dt() == pytest.approx(0.1)
 
     # results of that movie line up with the slice they came from, and follow axis 1
-    out = fake_outputs(widget, layer, dt=0.1)
+    out = fake_result(layer, dt=0.1, selection=sel)
     maps = np.zeros((24, 10, 12), np.float32)
-    out.selection, out.maps, out.ep, out.density = sel, maps, maps.sum((1, 2)), maps[0]
-    out.n_frames = 25
-    widget._show_outputs(out)
+    out.maps, out.ep, out.density, out.n_frames = maps, maps.sum((1, 2)), maps[0], 25
+    widget.session.set_result(out)
     map_layer = viewer.layers["czyx EP map"]
     assert map_layer.data.shape == (1, 24, 10, 12)
     assert viewer.layers["czyx EP rate density"].data.shape == (1, 25, 10, 12)
@@ -153,10 +217,11 @@ def test_outputs_layers_trace_marker_and_click(viewer_widget):
     movie = viewer.add_image(blob_movie(40), name="movie", scale=(0.05, 0.2, 0.2),
                              translate=(1.0, 3.0, -2.0),
                              metadata={"truth": {"step_ep": exact, "ep_rate": 1.5}})
-    widget._show_outputs(fake_outputs(widget, movie, dt=0.05))
+    widget.session.set_result(fake_result(movie, dt=0.05))
 
     maps = viewer.layers["movie EP map"]
     density = viewer.layers["movie EP rate density"]
+    assert widget.map_layer is maps and widget.density_layer is density
     assert maps.data.shape == (39, 12, 12)
     assert density.data.shape == (12, 12)
     np.testing.assert_allclose(maps.scale, movie.scale)
@@ -171,12 +236,15 @@ def test_outputs_layers_trace_marker_and_click(viewer_widget):
     assert maps.blending in ("translucent", "additive") and 0.3 <= maps.opacity <= 1
     assert maps.metadata["dissipation"]["ep_rate"] == pytest.approx(2.0312)
     assert maps.metadata["dissipation"]["dt"] == pytest.approx(0.05)
-    assert widget.result_label.text().startswith("EP rate = 2.03 k_B/s (95% CI 1.90\u20132.15)")
-
-    assert "exact rate of this simulated movie: 1.5 k_B/s" in widget.result_label.text()
+    text = widget.run_panel.result.value
+    assert text.startswith("EP rate = 2.03 k_B/s (95% CI 1.90\u20132.15)")
+    assert "exact rate of this simulated movie: 1.5 k_B/s" in text
+    assert widget.results_panel.export_trace_button.enabled
+    assert widget.results_panel.export_maps_button.enabled
 
     plot = widget.trace_plot
     assert widget.trace_dock is not None and len(plot.ep) == 39
+    assert viewer.window.dock_widgets["EP trace"] is plot
     np.testing.assert_allclose(plot.exact, exact)
     viewer.dims.set_point(0, movie.data_to_world((12, 0, 0))[0])
     assert widget.current_frame() == 12
@@ -198,6 +266,27 @@ def test_outputs_layers_trace_marker_and_click(viewer_widget):
         / viewer.dims.range[0].step)
 
 
+@pytest.mark.parametrize("how", ["close", "undock"])
+def test_the_trace_dock_goes_with_the_widget(make_napari_viewer, how):
+    viewer = make_napari_viewer()
+    widget = DissipationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Entropy production")
+    movie = viewer.add_image(blob_movie(20), name="movie", metadata={"dt": 0.1})
+    widget.session.set_result(fake_result(movie, dt=0.1))
+    assert "EP trace" in viewer.window.dock_widgets
+    if how == "close":
+        widget.close()
+    else:  # the dock's close button
+        viewer.window.remove_dock_widget(widget)
+    assert "EP trace" not in viewer.window.dock_widgets
+    assert widget.trace_dock is None
+    viewer.add_image(blob_movie(20), name="later")  # the widget no longer listens
+    assert widget.movie_layer is movie
+    widget.session.set_result(fake_result(movie, dt=0.1))  # e.g. a job ending late
+    assert "EP trace" not in viewer.window.dock_widgets
+
+
+@pytest.mark.slow
 def test_training_keeps_the_viewer_responsive_and_stops_fast(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     movie = viewer.add_image(blob_movie(200, 12), name="spot", metadata={"dt": 0.01})
@@ -209,7 +298,12 @@ def test_training_keeps_the_viewer_responsive_and_stops_fast(viewer_widget, qtbo
     timer.setInterval(20)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     widget.train()
-    assert widget.busy and not widget.train_button.isEnabled()
+    worker = widget.worker
+    assert widget.session.state is State.TRAINING and widget.busy
+    assert not widget.run_panel.train_button.enabled and widget.run_panel.stop_button.enabled
+    assert not widget.movie_panel.layer.enabled and not widget.options_form.editors["seed"].enabled
+    widget.train()  # refused while training: the same worker runs on
+    assert widget.worker is worker
     # Count ticks over two seconds of steady training, after the worker's start (its first
     # optimizer step imports part of torch once, a pause of a few tenths of a second).
     qtbot.waitUntil(lambda: len(widget.training_plot.rate) >= 1, timeout=30_000)
@@ -223,26 +317,32 @@ def test_training_keeps_the_viewer_responsive_and_stops_fast(viewer_widget, qtbo
     print(f"timer ticks while training: {len(ticks)} of {expected:.0f} expected; "
           f"longest gap {1000 * gaps.max():.0f} ms")
     assert len(ticks) >= 0.5 * expected, (len(ticks), expected)
-    assert widget.progress_bar.value() >= 0
+    assert widget.run_panel.progress.value >= 0
 
     t_stop = time.perf_counter()
-    with qtbot.waitSignal(widget.worker.finished, timeout=5_000):
+    with qtbot.waitSignal(worker.finished, timeout=5_000):
         widget.stop()
+        assert widget.session.state is State.STOPPING
+        assert not widget.run_panel.stop_button.enabled
     stop_seconds = time.perf_counter() - t_stop
     timer.stop()
     print(f"Stop -> worker finished: {stop_seconds:.2f} s")
     assert stop_seconds < 2.0, stop_seconds
-    assert not widget.busy and widget.train_button.isEnabled()
-    assert widget.outputs is not None and widget.outputs.summary["stop_reason"] == "stopped"
-    assert widget.estimator.is_fitted
+    assert not widget.busy and widget.run_panel.train_button.enabled
+    assert widget.result is not None and widget.result.summary["stop_reason"] == "stopped"
+    assert widget.model.is_fitted and widget.run_panel.estimate_button.enabled
     assert viewer.layers["spot EP map"].data.shape == (199, 12, 12)
     assert viewer.layers["spot EP rate density"].data.shape == (12, 12)
     assert len(widget.trace_plot.ep) == 199
     np.testing.assert_allclose(viewer.layers["spot EP map"].data.sum(axis=(1, 2)),
                                widget.trace_plot.ep, rtol=1e-3, atol=1e-3)
-    assert "EP rate =" in widget.result_label.text() and "95% CI" in widget.result_label.text()
+    text = widget.run_panel.result.value
+    assert "EP rate =" in text and "95% CI" in text
+    assert "stopped by you" in widget.run_panel.status.value
+    assert widget.run_panel.progress.value == 1000
 
 
+@pytest.mark.slow
 def test_save_load_estimate_and_export(viewer_widget, qtbot, tmp_path):
     viewer, widget = viewer_widget
     first = viewer.add_image(blob_movie(120, 10, seed=2), name="first", scale=(0.01, 1, 1))
@@ -250,23 +350,26 @@ def test_save_load_estimate_and_export(viewer_widget, qtbot, tmp_path):
     widget.set_options(max_iterations=20, **FAST)
     widget.train()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    assert widget.outputs is not None
+    assert widget.result is not None
     path = widget.save_estimator(tmp_path / "est.pt")
     assert path.is_file()
 
     widget2 = DissipationWidget(viewer)
     try:
+        assert not widget2.run_panel.estimate_button.enabled
         widget2.load_estimator(path)
+        assert "10 x 10 pixel frames" in widget2.results_panel.model_label.value
         second = viewer.add_image(blob_movie(60, 10, seed=3), name="second", scale=(0.01, 1, 1))
         widget2.select_layer(second)
-        assert widget2.estimate_button.isEnabled()
+        assert widget2.run_panel.estimate_button.enabled
         widget2.estimate()
+        assert widget2.session.state is State.ESTIMATING
         qtbot.waitUntil(lambda: widget2.worker is None, timeout=30_000)
-        assert widget2.outputs.how == "estimated" and widget2.outputs.ep_rate_ci is None
+        assert widget2.result.how == "estimated" and widget2.result.ep_rate_ci is None
         assert viewer.layers["second EP map"].data.shape == (59, 10, 10)
-        np.testing.assert_allclose(widget2.outputs.ep,
-                                   widget.estimator.stochastic_ep(second.data), atol=1e-5)
-        assert widget2.result_label.text().startswith("EP rate = ")
+        np.testing.assert_allclose(widget2.result.ep, widget.model.stochastic_ep(second.data),
+                                   atol=1e-5)
+        assert widget2.run_panel.result.value.startswith("EP rate = ")
 
         wrong = viewer.add_image(blob_movie(30, 14), name="wrong", scale=(0.01, 1, 1))
         widget2.select_layer(wrong)
@@ -274,18 +377,22 @@ def test_save_load_estimate_and_export(viewer_widget, qtbot, tmp_path):
         widget2.estimate()
         assert widget2.worker is None and "14 x 14" in notes.messages[-1]
     finally:
-        widget2._disconnect_viewer()
+        widget2.close()
 
-    csv = widget.export_trace(tmp_path / "trace.csv")
-    lines = csv.read_text().splitlines()
+    widget.export_trace(tmp_path / "trace.csv")
+    assert widget.session.state is State.EXPORTING
+    assert not widget.results_panel.export_maps_button.enabled
+    qtbot.waitUntil(lambda: not widget.busy, timeout=10_000)
+    lines = (tmp_path / "trace.csv").read_text().splitlines()
     assert lines[0].split(",") == ["movie", "frame", "ep"] and len(lines) == 1 + 119
     import tifffile
 
-    tif = widget.export_maps(tmp_path / "maps.tif")
-    assert tifffile.imread(tif).shape == (119, 10, 10)
+    widget.export_maps(tmp_path / "maps.tif")
+    qtbot.waitUntil(lambda: not widget.busy, timeout=10_000)
+    assert tifffile.imread(tmp_path / "maps.tif").shape == (119, 10, 10)
     from napari_dissipation.io import read_movie
 
-    assert read_movie(tif).dt == pytest.approx(0.01)
+    assert read_movie(tmp_path / "maps.tif").dt == pytest.approx(0.01)
 
 
 def test_engine_error_is_a_notification_and_the_widget_recovers(viewer_widget, qtbot):
@@ -298,43 +405,41 @@ def test_engine_error_is_a_notification_and_the_widget_recovers(viewer_widget, q
     widget.train()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
     assert notes.messages and "Training failed" in notes.messages[-1]
-    assert widget.train_button.isEnabled() and widget.outputs is None
+    assert widget.run_panel.train_button.enabled and widget.result is None
+    assert widget.session.state is State.IDLE
 
 
-def test_too_large_maps_are_skipped_not_held(viewer_widget, monkeypatch, tmp_path):
-    import napari_dissipation._widget as widget_module
-
+def test_too_large_maps_are_skipped_not_held(viewer_widget, monkeypatch, qtbot, tmp_path):
     viewer, widget = viewer_widget
     movie = viewer.add_image(blob_movie(40), name="long", metadata={"dt": 0.1})
-    monkeypatch.setattr(widget_module, "MAX_MAP_BYTES", 4 * 39 * 12 * 12 - 1)
-    assert not widget_module.maps_fit(movie.data.shape)
-    out = fake_outputs(widget, movie, dt=0.1)
-    out.maps = None
+    monkeypatch.setattr(jobs, "MAX_MAP_BYTES", 4 * 39 * 12 * 12 - 1)
+    assert not jobs.maps_fit(movie.data.shape)
     notes = Notes()
-    widget._show_outputs(out)
+    widget.session.set_result(fake_result(movie, dt=0.1, maps=False))
     assert "long EP map" not in viewer.layers
     assert viewer.layers["long EP rate density"].visible
     assert any("maps skipped" in m for m in notes.messages)
-    assert not widget.export_maps_button.isEnabled()
-    with pytest.raises(InputError):
+    assert not widget.results_panel.export_maps_button.enabled
+    with pytest.raises(InputError, match="too large"):
         widget.export_maps(tmp_path / "m.tif")
-    assert widget.export_trace(tmp_path / "t.csv").is_file()
+    widget.export_trace(tmp_path / "t.csv")
+    qtbot.waitUntil(lambda: not widget.busy, timeout=10_000)
+    assert (tmp_path / "t.csv").is_file()
 
 
-def test_loading_a_bad_file_is_a_notification(viewer_widget, tmp_path):
+def test_loading_a_bad_file_is_refused(viewer_widget, tmp_path):
     viewer, widget = viewer_widget
     bad = tmp_path / "not_a_model.pt"
     bad.write_bytes(b"nonsense")
-    notes = Notes()
-    assert not widget._run_file_action(widget.load_estimator, bad, "Loading the estimator")
-    assert notes.messages and "not a napari-dissipation model" in notes.messages[-1]
-    assert widget.estimator is None and not widget.estimate_button.isEnabled()
+    with pytest.raises(InputError, match="not a napari-dissipation model"):
+        widget.load_estimator(bad)
+    assert widget.model is None and not widget.run_panel.estimate_button.enabled
     viewer.theme = "light"  # plots follow the theme
     assert widget.trace_plot.figure.get_facecolor()[0] > 0.5
 
 
 def test_objective_plot_range_survives_a_diverging_validation():
-    from napari_dissipation._trace_plot import objective_limits
+    from napari_dissipation.gui.plots import objective_limits
 
     train = list(np.linspace(-1.0, -0.9, 60)) + [-1.3e6]  # one spike
     val = [-1.0, -0.98, -0.97, -2e14]  # then divergence
@@ -362,9 +467,10 @@ def test_an_unexpected_engine_error_keeps_its_traceback(viewer_widget, qtbot, mo
     qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
     assert any("unexpected RuntimeError: boom" in m for m in notes.messages)
     assert "Traceback" in caplog.text and "broken_fit_iter" in caplog.text
-    assert widget.train_button.isEnabled() and widget.progress_bar.maximum() == 1000
+    assert widget.run_panel.train_button.enabled and widget.run_panel.progress.max == 1000
 
 
+@pytest.mark.slow
 def test_nothing_learnt_is_said_in_the_status(viewer_widget, qtbot):
     """Independent noise frames carry no arrow of time: the status says that the zero rate
     means nothing was learnt, not that there is no entropy production."""
@@ -375,5 +481,5 @@ def test_nothing_learnt_is_said_in_the_status(viewer_widget, qtbot):
     widget.set_options(max_iterations=20, **FAST)
     widget.train()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    assert widget.outputs is not None and widget.outputs.ep_rate == 0.0
-    assert "nothing was learnt" in widget.status_label.text()
+    assert widget.result is not None and widget.result.ep_rate == 0.0
+    assert "nothing was learnt" in widget.run_panel.status.value

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from napari_dissipation._layers import (
+from napari_dissipation.gui.layers import (
     DISSIPATION_COLORMAP,
     MovieSelection,
     dt_from_layer,
@@ -22,8 +22,9 @@ from napari_dissipation._layers import (
 )
 
 
-def test_helpers_do_not_import_napari_or_qt():
-    code = ("import sys, napari_dissipation._layers; "
+@pytest.mark.parametrize("module", ["layers", "session", "jobs", "sample_data"])
+def test_qt_free_parts_do_not_import_napari_qt_or_torch(module):
+    code = (f"import sys, napari_dissipation.gui.{module}; "
             "print(sorted(m for m in ('napari', 'qtpy', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

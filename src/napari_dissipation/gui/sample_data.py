@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import simulate
+from .. import simulate
 
 __all__ = ["bead_spring_2", "bead_spring_5", "filament_network", "layer_data"]
 

@@ -1,0 +1,165 @@
+"""A result on screen: map layers over the movie and the docked EP trace.
+
+The map of transition t -> t+1 is shown at the movie's frame t (see :mod:`.layers`); the
+trace's marker follows the viewer's frame, and a click on the trace moves the viewer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.layers import Image
+from napari.utils.notifications import show_info
+
+from .layers import format_rate, rate_density_layer, simulation_truth, transition_map_layer
+from .plots import EPTracePlot
+from .session import Result
+
+__all__ = ["ResultView"]
+
+TRACE_DOCK_NAME = "EP trace"
+
+
+class ResultView:
+    """Puts a :class:`~.session.Result` into a viewer and keeps the trace in step with it.
+
+    Attributes
+    ----------
+    trace_plot : EPTracePlot
+    trace_dock : QDockWidget or None
+        The dock holding the trace (added with the first result; removed by :meth:`close`).
+    map_layer, density_layer : napari Image layer or None
+    result : Result or None
+    """
+
+    def __init__(self, viewer):
+        self.viewer = viewer
+        self.result: Result | None = None
+        self.map_layer: Image | None = None
+        self.density_layer: Image | None = None
+        self.trace_plot = EPTracePlot(on_frame_clicked=self.go_to_frame)
+        self.trace_plot.hide()
+        self.trace_dock = None
+        viewer.dims.events.current_step.connect(self._on_current_step)
+
+    # ------------------------------------------------------------------ showing
+    def show(self, result: Result, *, estimator_config: dict | None = None) -> str:
+        """Add (or update) the result's layers and the trace; return the result's text."""
+        self.result = result
+        meta = {
+            "source_layer": result.layer_name,
+            "dt": result.dt,
+            "ep_rate": result.ep_rate,
+            "ep_rate_ci": None if result.ep_rate_ci is None else list(result.ep_rate_ci),
+            "how": result.how,
+            "estimator": estimator_config,
+        }
+        if result.summary is not None:
+            meta["fit"] = result.summary
+        self._show_layers(result, meta)
+        rate_text = format_rate(result.ep_rate, result.ep_rate_ci)
+        text = (f"{rate_text}\non '{result.layer_name}' ({result.how}; {len(result.ep)} "
+                f"transitions, dt = {result.dt:g} s)")
+        exact_steps, exact_rate = None, None
+        source = self.source_layer()
+        if source is not None and result.selection.ndim == 3:
+            exact_steps, exact_rate = simulation_truth(source.metadata, len(result.ep))
+        if exact_rate is not None:
+            text += f"\nexact rate of this simulated movie: {exact_rate:.3g} k_B/s"
+        self.trace_plot.set_trace(result.ep, dt=result.dt,
+                                  title=f"{result.layer_name}: {rate_text}", exact=exact_steps)
+        self._dock_trace()
+        self._on_current_step()
+        return text
+
+    def _show_layers(self, result: Result, meta: dict) -> None:
+        self.density_layer = self._put_layer(rate_density_layer(
+            result.density, selection=result.selection, n_frames=result.n_frames,
+            scale=result.scale, translate=result.translate,
+            name=f"{result.layer_name} EP rate density", metadata=meta,
+            visible=result.maps is None))
+        if result.maps is not None:
+            self.map_layer = self._put_layer(transition_map_layer(
+                result.maps, selection=result.selection, scale=result.scale,
+                translate=result.translate, name=f"{result.layer_name} EP map", metadata=meta))
+            return
+        self.map_layer = None
+        stale = f"{result.layer_name} EP map"
+        if stale in self.viewer.layers:
+            self.viewer.layers.remove(stale)
+        gib = 4 * (result.n_frames - 1) * result.density.size / 2**30
+        show_info(f"'{result.layer_name}': per-transition maps skipped (they would take "
+                  f"{gib:.1f} GiB); the time-averaged map is shown. The command line "
+                  "(napari-dissipation map) writes the full stack to a file.")
+
+    def _put_layer(self, layer_tuple) -> Image:
+        data, kwargs, _ = layer_tuple
+        name = kwargs["name"]
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = data
+            for key in ("scale", "translate", "contrast_limits", "metadata"):
+                setattr(layer, key, kwargs[key])
+            return layer
+        return self.viewer.add_image(data, **kwargs)
+
+    def _dock_trace(self) -> None:
+        if self.trace_dock is None:
+            self.trace_dock = self.viewer.window.add_dock_widget(
+                self.trace_plot, name=TRACE_DOCK_NAME, area="bottom")
+            # closing the dock by its button deletes it: forget it then
+            self.trace_dock.destroyed.connect(self._forget_dock)
+        self.trace_plot.show()
+        self.trace_dock.show()
+
+    def _forget_dock(self, *_args) -> None:
+        self.trace_dock = None
+
+    # ------------------------------------------------------------------ time
+    def source_layer(self) -> Image | None:
+        """The movie layer of the current result, if it is still in the viewer."""
+        if self.result is None:
+            return None
+        layer = self.result.layer
+        if layer is not None:
+            return layer if layer in self.viewer.layers else None
+        name = self.result.layer_name
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def current_frame(self) -> int | None:
+        """Frame of the result's movie that the viewer shows now (None without a result)."""
+        layer = self.source_layer()
+        if layer is None:
+            return None
+        position = layer.world_to_data(self.viewer.dims.point)
+        return int(np.rint(position[self.result.selection.time_axis]))
+
+    def go_to_frame(self, frame: int) -> None:
+        """Move the viewer's time slider to ``frame`` of the result's movie."""
+        layer = self.source_layer()
+        if layer is None:
+            return
+        t_axis = self.result.selection.time_axis
+        data_pos = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
+        data_pos[t_axis] = frame
+        world = layer.data_to_world(data_pos)
+        world_axis = self.viewer.dims.ndim - layer.ndim + t_axis
+        self.viewer.dims.set_point(world_axis, float(world[t_axis]))
+
+    def _on_current_step(self, event=None) -> None:
+        frame = self.current_frame()
+        if frame is not None:
+            self.trace_plot.set_frame(frame)
+
+    # ------------------------------------------------------------------ housekeeping
+    def set_theme(self, colors) -> None:
+        self.trace_plot.set_theme(colors)
+
+    def close(self) -> None:
+        """Disconnect from the viewer and take the trace dock out of it."""
+        self.viewer.dims.events.current_step.disconnect(self._on_current_step)
+        dock, self.trace_dock = self.trace_dock, None
+        if dock is not None:
+            try:
+                self.viewer.window.remove_dock_widget(dock)
+            except (LookupError, RuntimeError, AttributeError):
+                pass  # the viewer is closing, or the dock is already gone

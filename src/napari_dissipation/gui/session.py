@@ -1,0 +1,349 @@
+"""The widget's state, free of Qt and napari: what runs, the current model, the last result.
+
+A :class:`Session` is a small state machine.  Its state is one of :class:`State`; every
+job (training, estimation, export) enters it through :meth:`Session.start`, which refuses
+what the state does not allow (a second Train while one runs, Estimate without a model,
+...), and leaves it through :meth:`Session.succeed`, :meth:`Session.fail` or
+:meth:`Session.end`.  The widget listens to the session's events (psygnal signals) to
+enable buttons and show results; the tests drive it without a display::
+
+    IDLE --start("train")--> TRAINING --request_stop()--> STOPPING
+    TRAINING / STOPPING --begin_maps()--> ESTIMATING        (maps after training)
+    IDLE --start("estimate")--> ESTIMATING
+    IDLE --start("export")--> EXPORTING
+    any busy state --succeed() / fail() / end()--> IDLE
+
+Events are emitted on the thread that calls the method: the widget calls them only on the
+GUI thread (from its worker's signals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+from psygnal import Signal
+
+from ..errors import InputError
+from .layers import MovieSelection
+
+__all__ = ["State", "Result", "Session", "Refused", "JOBS", "STOP_REASONS", "describe_fit"]
+
+
+class State(StrEnum):
+    """What a session is doing."""
+
+    IDLE = "idle"
+    TRAINING = "training"
+    STOPPING = "stopping"  # Stop asked; training ends at its next step
+    ESTIMATING = "estimating"  # EP trace and maps with a model (also after training)
+    EXPORTING = "exporting"  # writing the trace or the maps to a file
+
+    @property
+    def busy(self) -> bool:
+        return self is not State.IDLE
+
+
+#: The jobs a session runs: action -> (label in messages, state it enters).
+JOBS = {
+    "train": ("Training", State.TRAINING),
+    "estimate": ("Estimation", State.ESTIMATING),
+    "export": ("Export", State.EXPORTING),
+}
+
+#: Allowed state changes (anything else is a programming error).
+TRANSITIONS = {
+    State.IDLE: {State.TRAINING, State.ESTIMATING, State.EXPORTING},
+    State.TRAINING: {State.STOPPING, State.ESTIMATING, State.IDLE},
+    State.STOPPING: {State.ESTIMATING, State.IDLE},
+    State.ESTIMATING: {State.IDLE},
+    State.EXPORTING: {State.IDLE},
+}
+
+#: Why training ended, in words (FitResult.stop_reason -> text).
+STOP_REASONS = {
+    "iterations": "iteration budget reached",
+    "seconds": "time budget reached",
+    "early stopping": "early stopping: validation stopped improving",
+    "stopped": "stopped by you",
+}
+
+
+class Refused(InputError):
+    """An action that the session's state (or what it holds) does not allow now."""
+
+
+@dataclass
+class Result:
+    """What one training or estimation run produced for one movie layer.
+
+    Attributes
+    ----------
+    layer_name : str
+        Name of the movie layer when the run started.
+    selection : MovieSelection
+        How the (T, H, W) movie was cut out of the layer.
+    scale, translate : tuple of float
+        The layer's scale and translate (one per layer axis).
+    n_frames : int
+        Frames of the movie (T).
+    dt : float
+        Seconds per frame.
+    ep : ndarray, shape (T-1,)
+        Stochastic EP of each transition, k_B.
+    maps : ndarray, shape (T-1, H, W), or None
+        Per-transition maps, k_B per pixel; None when too large to hold in memory.
+    density : ndarray, shape (H, W)
+        Time-averaged map, k_B/s per pixel.
+    ep_rate : float
+        EP rate, k_B/s.
+    ep_rate_ci : (float, float) or None
+        95% interval (training only: it needs held-out data).
+    how : str
+        ``"trained"`` or ``"estimated"``.
+    summary : dict, optional
+        ``FitResult.summary()`` of a training run.
+    layer : object, optional
+        The movie layer itself (followed even when renamed).
+    """
+
+    layer_name: str
+    selection: MovieSelection
+    scale: tuple
+    translate: tuple
+    n_frames: int
+    dt: float
+    ep: np.ndarray
+    maps: np.ndarray | None
+    density: np.ndarray
+    ep_rate: float
+    ep_rate_ci: tuple | None
+    how: str
+    summary: dict | None = None
+    layer: object = None
+
+    @property
+    def has_maps(self) -> bool:
+        return self.maps is not None
+
+    @classmethod
+    def of_layer(cls, layer, selection: MovieSelection, dt: float, *, ep, maps, density,
+                 ep_rate: float, ep_rate_ci=None, how: str, summary=None) -> Result:
+        """The result of a run on the movie ``selection`` cut out of image ``layer``
+        (anything with ``name``, ``scale``, ``translate`` and ``data``)."""
+        return cls(layer_name=layer.name, layer=layer, selection=selection,
+                   scale=tuple(layer.scale), translate=tuple(layer.translate),
+                   n_frames=int(layer.data.shape[selection.time_axis]), dt=dt,
+                   ep=np.asarray(ep), maps=maps, density=np.asarray(density),
+                   ep_rate=float(ep_rate), ep_rate_ci=ep_rate_ci, how=how, summary=summary)
+
+
+def describe_fit(fit) -> str:
+    """One status line on how training ended (``fit`` is a ``FitResult``)."""
+    reason = STOP_REASONS.get(fit.stop_reason, fit.stop_reason)
+    text = (f"Trained in {fit.seconds:.0f} s, {fit.iterations} iterations ({reason}); "
+            "the rate is measured on held-out data.")
+    if not fit.learnt:
+        text += (" Nothing fitted beat zero on held-out data: 0 means nothing was learnt "
+                 "(more frames may help), not that there is no entropy production.")
+    return text
+
+
+class Session:
+    """State of one dissipation widget (see the module docstring for the state diagram).
+
+    Events
+    ------
+    state_changed(new: State, old: State)
+    model_changed(model)
+        A new current model (trained or loaded); ``None`` never.
+    result_changed(result: Result)
+    progress(record)
+        A training progress record (``Progress``) while training.
+    failed(job: str, error: BaseException)
+        A job ended with an error (``job`` is its label, e.g. "Training").
+    finished(job: str, succeeded: bool)
+        A job ended, after ``failed`` or after the new model and result are set.
+    """
+
+    state_changed = Signal(object, object)
+    model_changed = Signal(object)
+    result_changed = Signal(object)
+    progress = Signal(object)
+    failed = Signal(str, object)
+    finished = Signal(str, bool)
+
+    def __init__(self):
+        self._state = State.IDLE
+        self._job: str | None = None
+        self._stopper = None
+        self._stop_requested = False
+        self.model = None
+        self.result: Result | None = None
+        self.last_progress = None
+
+    # ------------------------------------------------------------------ what is
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def busy(self) -> bool:
+        """True while a job runs (any state but IDLE)."""
+        return self._state.busy
+
+    @property
+    def job(self) -> str | None:
+        """Label of the running job ("Training", "Estimation", "Export") or None."""
+        return None if self._job is None else JOBS[self._job][0]
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
+    @property
+    def has_model(self) -> bool:
+        return self.model is not None and getattr(self.model, "is_fitted", True)
+
+    def why_not(self, action: str) -> str | None:
+        """Why ``action`` is not allowed now, or None when it is.
+
+        Actions: ``train``, ``stop``, ``estimate``, ``export``, ``export_maps``, ``load``,
+        ``save``, ``edit`` (change the movie or the options).
+        """
+        if action == "stop":
+            return None if self._state is State.TRAINING else "no training to stop"
+        if action not in ("train", "estimate", "export", "export_maps", "load", "save",
+                          "edit"):
+            raise ValueError(f"unknown action {action!r}")
+        if self.busy:
+            return f"{self.job or 'a job'} is running"
+        if action in ("estimate", "save") and not self.has_model:
+            return "no estimator yet: train one or load a saved one"
+        if action in ("export", "export_maps") and self.result is None:
+            return "no result yet: train or estimate first"
+        if action == "export_maps" and not self.result.has_maps:
+            return ("per-transition maps were not kept for this movie (too large); use the "
+                    "command line: napari-dissipation map")
+        return None
+
+    def can(self, action: str) -> bool:
+        """Whether ``action`` is allowed now (see :meth:`why_not`)."""
+        return self.why_not(action) is None
+
+    # ------------------------------------------------------------------ jobs
+    def start(self, action: str, *, stopper=None) -> None:
+        """Enter the state of job ``action`` ("train", "estimate" or "export").
+
+        Parameters
+        ----------
+        stopper : object with ``request_stop()``, optional
+            What :meth:`request_stop` asks to stop (the estimator being trained).
+
+        Raises
+        ------
+        Refused
+            When the state or what the session holds does not allow the job.
+        """
+        why = self.why_not(action)
+        if why is not None:
+            raise Refused(why)
+        self._job = action
+        self._stopper = stopper
+        self._stop_requested = False
+        self.last_progress = None
+        self._set_state(JOBS[action][1])
+
+    def request_stop(self) -> bool:
+        """Ask the running training to end at its next step; False when none runs."""
+        if self._state is not State.TRAINING:
+            return False
+        self._stop_requested = True
+        if self._stopper is not None:
+            self._stopper.request_stop()
+        self._set_state(State.STOPPING)
+        return True
+
+    def report(self, record) -> None:
+        """Pass on a training progress record (event ``progress``)."""
+        if self._state in (State.TRAINING, State.STOPPING):
+            self.last_progress = record
+            self.progress.emit(record)
+
+    def begin_maps(self) -> None:
+        """Training is over; the job now computes the trace and maps (no Stop)."""
+        if self._state not in (State.TRAINING, State.STOPPING):
+            raise RuntimeError(f"session cannot begin the maps of a training from "
+                               f"{self._state.value}")
+        self._set_state(State.ESTIMATING)
+
+    def succeed(self, *, model=None, result: Result | None = None) -> None:
+        """End the running job; ``model`` and ``result`` (if given) become current.
+
+        The state is IDLE before the events ``model_changed``, ``result_changed`` and
+        ``finished`` are emitted, so a failing listener cannot leave the session busy.
+        """
+        job, was_busy = self.job, self.busy
+        if model is not None:
+            self.model = model
+        if result is not None:
+            self.result = result
+        if was_busy:
+            self._to_idle()
+        if model is not None:
+            self.model_changed.emit(model)
+        if result is not None:
+            self.result_changed.emit(result)
+        if was_busy:
+            self.finished.emit(job, True)
+
+    def fail(self, error: BaseException) -> None:
+        """End the running job with ``error`` (events ``failed``, then ``finished``)."""
+        if not self.busy:
+            return
+        job = self.job
+        self._to_idle()
+        self.failed.emit(job, error)
+        self.finished.emit(job, False)
+
+    def end(self) -> None:
+        """The job's thread ended: back to IDLE if neither succeed nor fail did it."""
+        if self.busy:
+            job = self.job
+            self._to_idle()
+            self.finished.emit(job, False)
+
+    # ------------------------------------------------------------------ idle changes
+    def set_model(self, model) -> None:
+        """Make ``model`` current (e.g. loaded from a file)."""
+        if self.busy:
+            raise Refused(f"cannot change the estimator while {self.job} is running")
+        self.model = model
+        self.model_changed.emit(model)
+
+    def set_result(self, result: Result) -> None:
+        """Make ``result`` current (e.g. computed elsewhere)."""
+        if self.busy:
+            raise Refused(f"cannot change the result while {self.job} is running")
+        self.result = result
+        self.result_changed.emit(result)
+
+    def close(self) -> None:
+        """The widget goes away: ask a running training to stop."""
+        self.request_stop()
+
+    # ------------------------------------------------------------------ internals
+    def _to_idle(self) -> None:
+        self._job = None
+        self._stopper = None
+        self._set_state(State.IDLE)
+
+    def _set_state(self, new: State) -> None:
+        old = self._state
+        if new is old:
+            return
+        if new not in TRANSITIONS[old]:
+            raise RuntimeError(f"session cannot go from {old.value} to {new.value}")
+        self._state = new
+        self.state_changed.emit(new, old)
