@@ -53,7 +53,7 @@ class Option:
     choices : tuple of str, optional
         The allowed values (strings).
     words : tuple of str
-        Words a number option also takes.
+        Words a number option also takes (``"auto"`` for the window length).
     nullable : bool
         None is allowed (and means what ``none_means`` says).
     none_means : str
@@ -118,7 +118,8 @@ class Option:
         try:
             number = self.type(value)
         except (TypeError, ValueError):
-            raise self._refuse(f"must be {_a(self.type)}", value) from None
+            words = "".join(f" or {w!r}" for w in self.words)
+            raise self._refuse(f"must be {_a(self.type)}{words}", value) from None
         if self.type is int and number != float(value):
             raise self._refuse("must be a whole number", value)
         if not math.isfinite(number):
@@ -138,10 +139,11 @@ def _a(t: type) -> str:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("frames_per_input", 2, int, "frames per input",
-           "Consecutive frames in one input window (k - 1 transitions); more than 2 helps "
-           "when noise or the optics hide part of the motion.",
-           "window", minimum=2, first_screen=True, short="-k", metavar="K"),
+    Option("frames_per_input", "auto", int, "frames per input",
+           "Consecutive frames in one input window (k - 1 transitions). auto: the shortest "
+           "window beyond which the held-out rate stops rising; longer windows recover EP "
+           "that camera noise hides in two frames.",
+           "window", minimum=2, words=("auto",), first_screen=True, short="-k", metavar="K"),
     Option("max_iterations", 20000, int, "max. iterations",
            "Training budget in steps.", "budget", minimum=1, first_screen=True),
     Option("max_seconds", None, float, "time budget (s)",
@@ -176,9 +178,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("eval_windows", 20000, int, "evaluation windows",
            "Held-out windows used for early stopping (all of them measure the final rate).",
            "training", minimum=1),
-    Option("validation_fraction", 0.25, float, "held-out fraction",
+    Option("validation_fraction", 0.2, float, "validation fraction",
            "Fraction of the movies (or of the time blocks, for fewer than 4 movies) held out "
-           "to measure the rate.", "training", minimum=1e-6, below_one=True),
+           "for every choice: window length, patterns, kept weights.", "training",
+           minimum=1e-6, below_one=True),
+    Option("test_fraction", 0.25, float, "test fraction",
+           "Fraction of the movies (or time blocks) held out to measure the rate and its "
+           "interval, and for nothing else.", "training", minimum=1e-6, below_one=True),
     Option("stride", 1, int, "stride (frames)",
            "Keep every stride-th frame (time step stride x dt).", "data", minimum=1),
     Option("bin", 1, int, "bin (pixels)",

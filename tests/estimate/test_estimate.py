@@ -22,7 +22,7 @@ from napari_dissipation.estimate.stats import (
     bootstrap_rate_ci,
     integrated_autocorrelation_time,
     per_transition,
-    split_windows,
+    split_units,
     training_units,
     widen_interval,
 )
@@ -77,21 +77,22 @@ def test_pixel_contributions_sum_to_output():
 
 
 # ---------------------------------------------------------------- statistics helpers
-def test_split_holds_out_whole_movies_or_disjoint_blocks():
+def test_split_keeps_training_choosing_and_measuring_apart():
     rng = np.random.default_rng(0)
-    split = split_windows(np.full(8, 99), 2, validation_fraction=0.25, rng=rng)
-    assert split.by == "movies" and len(split.held_out) == 2
-    held = {m for m, _ in split.held_out}
-    assert held.isdisjoint({m for m, _ in split.train})
-    k = 3
-    split = split_windows(np.array([1000]), k, validation_fraction=0.25, rng=rng)
-    assert split.by == "time blocks" and len(split.held_out) >= 2
-    held_frames = set()
-    for _, s in split.held_out:
-        held_frames |= set(range(s[0], s[-1] + k))
-    for _, s in split.train:
-        train_frames = set((s[:, None] + np.arange(k)).ravel())
-        assert train_frames.isdisjoint(held_frames)
+    split = split_units(np.full(10, 99), validation_fraction=0.2, test_fraction=0.2, rng=rng)
+    assert split.by == "movies" and len(split.validation) == 2 and len(split.test) == 2
+    parts = [{m for m, _, _ in getattr(split, p)} for p in ("train", "validation", "test")]
+    assert sum(map(len, parts)) == 10 and len(set.union(*parts)) == 10
+    split = split_units(np.array([1000]), validation_fraction=0.2, test_fraction=0.2, rng=rng)
+    assert split.by == "time blocks" and len(split.validation) >= 2 and len(split.test) >= 2
+    for k in (2, 5):
+        frames = {}
+        for part in ("train", "validation", "test"):
+            frames[part] = set()
+            for _, starts in split.windows(part, k):
+                frames[part] |= set((starts[:, None] + np.arange(k)).ravel().tolist())
+        assert frames["train"].isdisjoint(frames["validation"] | frames["test"])
+        assert frames["validation"].isdisjoint(frames["test"])
 
 
 def test_bootstrap_interval_covers_a_known_mean():
@@ -169,10 +170,11 @@ def test_readout_sd_matches_the_spread_over_training_sets():
 
 
 def test_training_units_cut_few_movies_into_blocks():
-    split = split_windows([999, 999], 2, validation_fraction=0.25,
-                          rng=np.random.default_rng(0))
-    units = training_units(split)
-    assert len(units) == sum(len(s) for _, s in split.train)
+    split = split_units([999, 999], validation_fraction=0.2, test_fraction=0.2,
+                        rng=np.random.default_rng(0))
+    windows = split.windows("train", 2)
+    units = training_units(windows)
+    assert len(units) == sum(len(s) for _, s in windows)
     assert 15 <= len(np.unique(units)) <= 40
     assert np.all(np.diff(units) >= 0)  # contiguous blocks
 

@@ -19,7 +19,7 @@ def add_estimator_arguments(parser: argparse.ArgumentParser) -> None:
             if isinstance(o.default, float) else str(o.default)
         unit = f" [{o.unit}]" if o.unit else ""
         groups[o.group].add_argument(
-            *flags, dest=o.name, type=o.type, default=None, choices=o.choices,
+            *flags, dest=o.name, type=str if o.words else o.type, default=None, choices=o.choices,
             metavar=None if o.choices else o.cli_metavar,
             help=f"{o.help}{unit} (default: {default})")
 

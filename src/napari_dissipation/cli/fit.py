@@ -3,7 +3,9 @@
 RUN/ holds ``summary.json`` (rate, interval, dt, counts, time), ``stochastic_ep.csv``
 (``movie,frame,ep``: every transition of every input movie), ``model.pt`` (the estimator,
 safe to load), ``config.json`` (every option and what was learnt about the data) and
-``history.csv`` (one row per evaluation).  The folder appears only when complete, and an
+``history.csv`` (one row per evaluation).  It prints the rate for a rising window length
+(the table ``summary.json`` keeps as ``rate_by_window``) and says when the rate is a lower
+bound, and why.  The folder appears only when complete, and an
 existing RUN is never touched.
 
 While training, the whole training state is saved at every evaluation to
@@ -108,9 +110,30 @@ def run(args) -> int:
         print("note: no trained network did better than ΔS = 0 on the held-out data; the rate "
               "0 means nothing was learnt (more data or a longer budget may help), not that "
               "the movie is certainly at equilibrium", file=sys.stderr)
-    print(f"EP rate {result.ep_rate:.4g} k_B/s (95% CI {lo:.4g} to {hi:.4g}) on "
-          f"{result.n_held_out} held-out transitions ({result.held_out_by}); wrote {out}/")
+    print(window_table(result, chosen_by="data" if est.config.frames_per_input == "auto"
+                       else "option"))
+    bound = "≥ " if result.lower_bound else ""
+    print(f"EP rate {bound}{result.ep_rate:.4g} k_B/s (95% CI {lo:.4g} to {hi:.4g}) on "
+          f"{result.n_held_out} test windows of {result.frames_per_input} frames "
+          f"({result.held_out_by}); wrote {out}/")
+    if result.lower_bound:
+        print("lower bound: " + "; ".join(result.lower_bound_reasons) + ". The true EP rate "
+              "is likely higher.")
     return 0
+
+
+def window_table(result, *, chosen_by: str) -> str:
+    """The rate by window length as a few lines of text, the chosen k marked."""
+    lines = ["rate by window length (test units; * used, chosen by the "
+             f"{'data' if chosen_by == 'data' else '--frames-per-input option'}):",
+             "     k   rate k_B/s   95% CI"]
+    for e in result.rate_by_window:
+        mark = "*" if e["k"] == result.frames_per_input else " "
+        lo, hi = e["ci"]
+        lines.append(f"  {mark}{e['k']:3d}   {e['rate']:10.4g}   {lo:.4g} to {hi:.4g}")
+    if not result.rate_by_window:
+        lines.append("     (no fit of the warm start was significant for any window length)")
+    return "\n".join(lines)
 
 
 def _is_checkpoint_dir(path: Path) -> bool:

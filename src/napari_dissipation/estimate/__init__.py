@@ -5,7 +5,8 @@ leaves (inference only), also read back by :func:`load_model`.
 """
 
 from .config import EstimatorConfig
-from .estimator import EPEstimator, FitResult
+from .estimator import EPEstimator
+from .result import FitResult
 from .train import Progress
 from .trained import TrainedModel, load_model
 

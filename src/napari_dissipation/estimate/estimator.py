@@ -3,11 +3,11 @@ leaves a :class:`~.trained.TrainedModel` (inference only) in ``est.model_``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,100 +17,22 @@ from ..options import validate
 from . import distributed
 from .config import EstimatorConfig
 from .data import MovieSet
+from .result import FitResult
 from .state import read_checkpoint
-from .stats import bootstrap_rate_ci, per_transition, split_windows, widen_interval
+from .stats import bootstrap_rate_ci, per_transition, split_units, widen_interval
 from .train import Progress, train
 from .trained import TrainedModel, build_network, check_dt, resolve_device
+from .warmstart import SMOOTHINGS
+from .window_length import WindowScan, scan_window_lengths
 from .windows import window_ep
 
 __all__ = ["EPEstimator", "FitResult"]
 
-
-@dataclass
-class FitResult:
-    """Outcome of :meth:`EPEstimator.fit`.
-
-    Attributes
-    ----------
-    ep_rate : float
-        EP rate on held-out data, k_B per second.
-    ep_rate_ci : (float, float)
-        95% interval of ``ep_rate``: a bootstrap over independent held-out units (movies
-        or long time blocks), widened by the training noise of the network's read-out
-        (``ci_info["readout_sd"]``, k_B/s).
-    dt : float
-        Seconds per frame of the input (before any stride).
-    n_transitions : int
-        Transitions in all input movies (after stride).
-    n_held_out : int
-        Held-out windows the rate is measured on.
-    held_out_by : str
-        ``"movies"`` or ``"time blocks"``.
-    held_out : list of (int, int, int)
-        The held-out units as (movie index, first window, last window + 1).
-    stochastic_ep : list of ndarray
-        One (T_m − 1,) array per input movie: EP of each transition, k_B.
-    history : list of dict
-        One entry per evaluation: iteration, seconds, train/validation objective, rate.
-    seconds : float
-        Wall-clock time of the whole fit.
-    iterations, best_iteration : int
-    stop_reason : str
-        ``"iterations"``, ``"seconds"``, ``"early stopping"`` or ``"stopped"``.
-    ci_info : dict
-        How the interval was made (units, block length, autocorrelation time).
-    config : dict
-    """
-
-    ep_rate: float
-    ep_rate_ci: tuple[float, float]
-    dt: float
-    n_transitions: int
-    n_held_out: int
-    held_out_by: str
-    held_out: list
-    stochastic_ep: list
-    history: list
-    seconds: float
-    iterations: int
-    best_iteration: int
-    stop_reason: str
-    ci_info: dict = field(default_factory=dict)
-    config: dict = field(default_factory=dict)
-
-    @property
-    def learnt(self) -> bool:
-        """False when nothing fitted beat ΔS ≡ 0 on the held-out data.
-
-        The rate is then exactly 0 with a zero-width interval, which means "nothing was
-        learnt that generalises" (too little data, too much noise, too short a budget),
-        not "certainly no entropy production".
-        """
-        return any(np.any(e != 0) for e in self.stochastic_ep)
-
-    @property
-    def stopped(self) -> bool:
-        """True when a stop request ended training."""
-        return self.stop_reason == "stopped"
-
-    def summary(self) -> dict:
-        """The JSON-ready summary written to ``summary.json``."""
-        return {
-            "ep_rate": self.ep_rate,
-            "ep_rate_ci": list(self.ep_rate_ci),
-            "ep_rate_unit": "k_B/s",
-            "dt": self.dt,
-            "n_transitions": self.n_transitions,
-            "n_held_out": self.n_held_out,
-            "held_out_by": self.held_out_by,
-            "held_out": [list(u) for u in self.held_out],
-            "seconds": self.seconds,
-            "iterations": self.iterations,
-            "best_iteration": self.best_iteration,
-            "stop_reason": self.stop_reason,
-            "learnt": self.learnt,
-            "ci": self.ci_info,
-        }
+#: Share of a time budget (``max_seconds``) the window-length scan may use.
+SCAN_BUDGET = 0.25
+#: Training "still improving" when stopped: the kept weights are from one of this many last
+#: evaluations.
+STILL_IMPROVING_EVALS = 2
 
 
 class EPEstimator:
@@ -158,8 +80,10 @@ class EPEstimator:
         return self.config.precision
 
     @property
-    def frames_per_input(self) -> int:
-        return self.config.frames_per_input
+    def frames_per_input(self) -> int | str:
+        """k as chosen by the last fit, or as configured ("auto") before fitting."""
+        return self.config.frames_per_input if self.model_ is None else \
+            self.model_.frames_per_input
 
     @property
     def is_fitted(self) -> bool:
@@ -179,8 +103,8 @@ class EPEstimator:
                  "extra": extra or {}}
         return json.loads(json.dumps(facts, default=str))
 
-    def _rate_scale(self, dt: float) -> float:
-        return (self.config.frames_per_input - 1) * self.config.stride * dt
+    def _rate_scale(self, dt: float, k: int) -> float:
+        return (k - 1) * self.config.stride * dt
 
     # ------------------------------------------------------------------ training
     def request_stop(self) -> None:
@@ -218,15 +142,20 @@ class EPEstimator:
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
         ctx, device = distributed.setup(resolve_device(cfg.device))
-        data = MovieSet(movies, names=names, frames_per_input=cfg.frames_per_input,
-                        stride=cfg.stride, bin=cfg.bin)
+        data = MovieSet(movies, names=names, frames_per_input=2, stride=cfg.stride,
+                        bin=cfg.bin)
         data.check_finite()
         rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
         norm = data.normalisation(rng)
-        split = split_windows(data.n_windows, cfg.frames_per_input,
-                              validation_fraction=cfg.validation_fraction, rng=rng)
-        network = build_network(cfg, data.frame_shape).to(device)
+        split = split_units(data.lengths, validation_fraction=cfg.validation_fraction,
+                            test_fraction=cfg.test_fraction, rng=rng)
+        scan = self._scan(data, split, norm, dt, device, ctx)
+        k = scan.chosen if cfg.frames_per_input == "auto" else int(cfg.frames_per_input)
+        cfg_k = dataclasses.replace(cfg, frames_per_input=k)
+        data = MovieSet(data.movies, names=data.names, frames_per_input=k, stride=cfg.stride,
+                        bin=cfg.bin)
+        network = build_network(cfg_k, data.frame_shape).to(device)
         facts = state = None
         if checkpoint is not None:
             checkpoint = Path(checkpoint)
@@ -237,35 +166,52 @@ class EPEstimator:
                     state = ctx.broadcast_object(state)
         elif resume:
             raise InputError("resume needs a checkpoint file")
-        outcome = yield from train(network, data, split, norm, cfg,
-                                   rate_scale=self._rate_scale(dt), device=device,
+        outcome = yield from train(network, data, split, norm, cfg_k,
+                                   rate_scale=self._rate_scale(dt, k), device=device,
                                    stop=self._stop, rng=rng, ctx=ctx,
                                    checkpoint=checkpoint if ctx.is_main else None,
                                    fingerprint=facts, resume=state,
-                                   mixed_precision=self._mixed_precision(device))
+                                   mixed_precision=self._mixed_precision(device),
+                                   smoothings=(scan.smoothing,) if scan.curve else SMOOTHINGS)
         self.model_ = TrainedModel(network, norm=norm, frame_shape=data.frame_shape,
-                                   raw_frame_shape=data.raw_frame_shape, dt=dt, config=cfg)
+                                   raw_frame_shape=data.raw_frame_shape, dt=dt, config=cfg_k)
         eps = _all_window_ep(network, data, norm, device, ctx)
-        held = [eps[m][s] for m, s in split.held_out]
-        rate, ci, info = bootstrap_rate_ci(held, self._rate_scale(dt),
+        test = split.windows("test", k)
+        rate, ci, info = bootstrap_rate_ci([eps[m][s] for m, s in test],
+                                           self._rate_scale(dt, k),
                                            rng=np.random.default_rng(cfg.seed + 1))
-        # The bootstrap covers the sampling of the held-out windows; the read-out's
-        # training noise is independent of it and is added to the interval.
+        # The bootstrap covers the sampling of the test windows; the read-out's training
+        # noise is independent of it and is added to the interval.
         info["held_out_ci"] = list(ci)
-        info["readout_sd"] = outcome.readout_sd / self._rate_scale(dt)
+        info["readout_sd"] = outcome.readout_sd / self._rate_scale(dt, k)
         ci = widen_interval(rate, ci, info["readout_sd"])
         self.result_ = FitResult(
             ep_rate=rate, ep_rate_ci=ci, dt=dt,
             n_transitions=int(np.sum(data.lengths - 1)),
-            n_held_out=int(sum(len(s) for _, s in split.held_out)),
-            held_out_by=split.by,
-            held_out=[(int(m), int(st[0]), int(st[-1]) + 1) for m, st in split.held_out],
-            stochastic_ep=[per_transition(e, cfg.frames_per_input) for e in eps],
+            n_held_out=int(sum(len(s) for _, s in test)), held_out_by=split.by,
+            held_out=[(int(m), int(s[0]), int(s[-1]) + k - 1) for m, s in test],
+            stochastic_ep=[per_transition(e, k) for e in eps],
             history=outcome.history, seconds=time.perf_counter() - t_start,
             iterations=outcome.iterations, best_iteration=outcome.best_iteration,
             stop_reason=outcome.stop_reason, ci_info=info, config=self.config_dict(),
+            frames_per_input=k, rate_by_window=scan.curve,
+            lower_bound_reasons=_lower_bound_reasons(scan, k, cfg, outcome),
         )
         return self.result_
+
+    def _scan(self, data: MovieSet, split, norm, dt: float, device, ctx) -> WindowScan:
+        """The rate for a rising window length (rank 0; the others get its outcome)."""
+        cfg = self.config
+        scan = None
+        if ctx.is_main:
+            budget = None if cfg.max_seconds is None else SCAN_BUDGET * cfg.max_seconds
+            scan = scan_window_lengths(data, split, norm, window_seconds=cfg.stride * dt,
+                                       device=device, seed=cfg.seed, n_patterns=cfg.n_patterns,
+                                       max_seconds=budget,
+                                       rng=np.random.default_rng([cfg.seed, 0xC0DE]))
+        if ctx.active:
+            scan = ctx.broadcast_object(scan)
+        return scan
 
     def fit(self, movies, *, dt: float, names=None,
             progress: Callable[[Progress], object] | None = None, checkpoint=None,
@@ -348,3 +294,21 @@ def _all_window_ep(network, data: MovieSet, norm, device, ctx) -> list[np.ndarra
         part[mine] = window_ep(network, data, m, np.arange(n)[mine], norm, device)
         eps.append(ctx.sum_parts(part, device))
     return eps
+
+
+def _lower_bound_reasons(scan: WindowScan, k: int, cfg, outcome) -> list[str]:
+    """Signs in this fit that the rate is below the true EP rate, in words."""
+    reasons = []
+    longest = scan.curve[-1]["k"] if scan.curve else None
+    if scan.curve and k < scan.chosen:
+        reasons.append(f"windows of {scan.chosen} frames gave a higher rate than the "
+                       f"{k} frames used")
+    elif scan.still_rising:
+        reasons.append(f"the rate still rose with the window length at the longest window "
+                       f"tried ({longest} frames)")
+    recent = outcome.iterations - STILL_IMPROVING_EVALS * cfg.eval_every
+    if outcome.stop_reason in ("iterations", "seconds") and outcome.best_iteration > 0 \
+            and outcome.best_iteration >= recent:
+        reasons.append("training was stopped by its budget while the held-out objective "
+                       "was still improving")
+    return reasons

@@ -12,79 +12,93 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Split", "split_windows", "integrated_autocorrelation_time", "bootstrap_rate_ci",
+__all__ = ["Split", "split_units", "integrated_autocorrelation_time", "bootstrap_rate_ci",
            "per_transition", "training_units", "widen_interval"]
 
 #: With at least this many movies, whole movies are held out; else time blocks.
 MIN_MOVIES_FOR_MOVIE_SPLIT = 4
-#: Number of time blocks a data set of few movies is cut into.
+#: Number of time blocks a data set of few movies is cut into (at least 3 per movie).
 N_TIME_BLOCKS = 20
 
 
 @dataclass
 class Split:
-    """Training windows and held-out units.
+    """Frames for training, for choosing, and for measuring, as independent units.
+
+    Each part is a list of frame ranges ``(movie, first, end)`` (``end`` excluded) that
+    share no frame with a range of another part, so that windows of any length k inside
+    them keep the parts apart.
 
     Attributes
     ----------
-    train : list of (int, ndarray)
-        (movie index, window starts) used for training.
-    held_out : list of (int, ndarray)
-        Independent held-out units: (movie index, contiguous window starts).
+    train : list of (int, int, int)
+        Ranges the network and its read-outs are fitted on.
+    validation : list of (int, int, int)
+        Independent units every choice is made on (window length, blur, pattern count,
+        tiles, kept weights, penalties).
+    test : list of (int, int, int)
+        Independent units the rate and its interval are measured on, and nothing else.
     by : str
         ``"movies"`` or ``"time blocks"``.
     """
 
     train: list
-    held_out: list
+    validation: list
+    test: list
     by: str
 
+    def windows(self, part: str, k: int) -> list[tuple[int, np.ndarray]]:
+        """(movie, window starts) of the windows of k frames inside each range of ``part``
+        ("train", "validation" or "test"); ranges shorter than k are left out."""
+        out = []
+        for m, a, b in getattr(self, part):
+            if b - a >= k:
+                out.append((m, np.arange(a, b - k + 1)))
+        return out
 
-def split_windows(n_windows: np.ndarray, k: int, *, validation_fraction: float,
-                  rng: np.random.Generator) -> Split:
-    """Hold out whole movies (4 or more movies) or contiguous time blocks (fewer).
+
+def split_units(lengths, *, validation_fraction: float, test_fraction: float,
+                rng: np.random.Generator) -> Split:
+    """Split movies (4 or more) or contiguous time blocks (fewer) into three parts.
 
     Parameters
     ----------
-    n_windows : ndarray of int, shape (M,)
-        Windows per movie.
-    k : int
-        Frames per window; training windows that share a frame with a held-out block
-        are dropped.
-    validation_fraction : float
-        Fraction of movies (or blocks) held out, in (0, 1).
+    lengths : array of int, shape (M,)
+        Frames per movie.
+    validation_fraction, test_fraction : float
+        Fractions of the units for choosing and for measuring; each part gets at least
+        one unit and training at least one.
     rng : numpy Generator
     """
-    n_windows = np.asarray(n_windows, dtype=int)
-    n_movies = len(n_windows)
+    lengths = np.asarray(lengths, dtype=int)
+    n_movies = len(lengths)
     if n_movies >= MIN_MOVIES_FOR_MOVIE_SPLIT:
-        n_val = int(np.clip(round(validation_fraction * n_movies), 1, n_movies - 1))
-        val = set(rng.choice(n_movies, size=n_val, replace=False).tolist())
-        train = [(m, np.arange(n_windows[m])) for m in range(n_movies) if m not in val]
-        held = [(m, np.arange(n_windows[m])) for m in sorted(val)]
-        return Split(train, held, "movies")
-    per_movie = max(2, -(-N_TIME_BLOCKS // n_movies))
-    blocks = []
-    for m in range(n_movies):
-        edges = np.linspace(0, n_windows[m], per_movie + 1).astype(int)
-        blocks += [(m, a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
-    n_val = int(np.clip(round(validation_fraction * len(blocks)), 1, len(blocks) - 1))
-    val_idx = set(rng.choice(len(blocks), size=n_val, replace=False).tolist())
-    held, train = [], []
-    for i, (m, a, b) in enumerate(blocks):
-        if i in val_idx:
-            held.append((m, np.arange(a, b)))
-    for i, (m, a, b) in enumerate(blocks):
-        if i in val_idx:
-            continue
-        starts = np.arange(a, b)
-        for hm, hs in held:
-            if hm == m:  # drop windows sharing a frame with a held-out block
-                lo, hi = hs[0] - (k - 1), hs[-1] + (k - 1)
-                starts = starts[(starts < lo) | (starts > hi)]
-        if len(starts):
-            train.append((m, starts))
-    return Split(train, held, "time blocks")
+        units, by = [(m, 0, int(lengths[m])) for m in range(n_movies)], "movies"
+    else:
+        per_movie = max(3, -(-N_TIME_BLOCKS // n_movies))
+        units, by = [], "time blocks"
+        for m in range(n_movies):
+            edges = np.linspace(0, lengths[m], per_movie + 1).astype(int)
+            units += [(m, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)
+                      if b > a]
+    n = len(units)
+    n_val = int(np.clip(round(validation_fraction * n), 1, max(n - 2, 1)))
+    n_test = int(np.clip(round(test_fraction * n), 1, max(n - n_val - 1, 1)))
+    order = rng.permutation(n)
+    val, test = set(order[:n_val].tolist()), set(order[n_val: n_val + n_test].tolist())
+    train = _merge([u for i, u in enumerate(units) if i not in val and i not in test])
+    return Split(train, [units[i] for i in sorted(val)], [units[i] for i in sorted(test)], by)
+
+
+def _merge(ranges: list) -> list:
+    """Join ranges of one movie that touch: a window may span two training blocks."""
+    out = []
+    for m, a, b in sorted(ranges):
+        if out and out[-1][0] == m and out[-1][2] == a:
+            out[-1] = (m, out[-1][1], b)
+        else:
+            out.append((m, a, b))
+    return out
 
 
 def integrated_autocorrelation_time(series: list[np.ndarray], max_lag: int = 1000) -> float:
@@ -192,20 +206,21 @@ def per_transition(window_ep: np.ndarray, k: int) -> np.ndarray:
     return total / count.reshape((-1,) + (1,) * (window_ep.ndim - 1))
 
 
-def training_units(split: Split, min_units: int = 20) -> np.ndarray:
-    """Independent unit of every training window, in the order of ``split.train``.
+def training_units(windows: list[tuple[int, np.ndarray]], min_units: int = 20) -> np.ndarray:
+    """Independent unit of every training window, in the order of ``windows``.
 
-    Each training movie is a unit; with fewer than ``min_units`` movies each one's windows
-    are cut into contiguous time blocks so that there are about ``min_units`` units.
+    ``windows`` are (movie, starts) of the training ranges (:meth:`Split.windows`).  Each
+    range is a unit; with fewer than ``min_units`` ranges each one's windows are cut into
+    contiguous time blocks so that there are about ``min_units`` units.
 
     Returns
     -------
     ndarray of int, shape (total training windows,)
     """
-    per_movie = max(1, int(np.ceil(min_units / max(len(split.train), 1))))
+    per_range = max(1, int(np.ceil(min_units / max(len(windows), 1))))
     labels, next_id = [], 0
-    for _, starts in split.train:
-        pieces = max(1, min(per_movie, len(starts)))
+    for _, starts in windows:
+        pieces = max(1, min(per_range, len(starts)))
         ids = np.repeat(np.arange(pieces), [len(c) for c in np.array_split(starts, pieces)])
         labels.append(ids + next_id)
         next_id += pieces

@@ -32,7 +32,7 @@ from .objective import neep_objective, safe_exp_neg
 from .readout import readout_sd, refit_readout
 from .state import TrainingState
 from .stats import training_units
-from .warmstart import warm_start
+from .warmstart import SMOOTHINGS, warm_start
 from .windows import batch_tensor, infer_batch, window_ep
 
 __all__ = ["Progress", "TrainOutcome", "train"]
@@ -153,8 +153,8 @@ def _eval_subset(units, n_max: int, rng: np.random.Generator) -> list:
 def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: EstimatorConfig, *,
           rate_scale: float, device, stop: threading.Event, rng: np.random.Generator,
           ctx: Context = SINGLE, checkpoint: Path | None = None, fingerprint: dict | None = None,
-          resume: dict | None = None,
-          mixed_precision: bool = False) -> Generator[Progress, None, TrainOutcome]:
+          resume: dict | None = None, mixed_precision: bool = False,
+          smoothings: tuple = SMOOTHINGS) -> Generator[Progress, None, TrainOutcome]:
     """Maximise the NEEP objective on the training windows with early stopping.
 
     Parameters
@@ -162,7 +162,7 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     model : EPNet
     data : MovieSet
     split : Split
-        Training windows and held-out units.
+        Training, validation and test frame ranges (only the first two are used here).
     norm : Normalisation
     cfg : EstimatorConfig
     rate_scale : float
@@ -184,6 +184,8 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     mixed_precision : bool
         bfloat16 autocast for the training forward pass (CUDA only); the NEEP objective,
         the evaluations and the refit stay in float32/float64.
+    smoothings : tuple of float
+        Blur scales the warm start tries for its whole-frame patterns, pixels.
 
     Yields
     ------
@@ -195,7 +197,7 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     """
     loop = _Loop(model, data, split, norm, cfg, rate_scale=rate_scale, device=device,
                  rng=rng, ctx=ctx, mixed_precision=mixed_precision,
-                 warm=resume is None and ctx.is_main)
+                 warm=resume is None and ctx.is_main, smoothings=smoothings)
     state = loop.resume(resume) if resume is not None else loop.start()
     state = yield from loop.run(state, stop, checkpoint=checkpoint, fingerprint=fingerprint)
     return loop.finish(state)
@@ -205,14 +207,20 @@ class _Loop:
     """One training run: the model, its optimiser and weight average, and the windows."""
 
     def __init__(self, model, data, split, norm, cfg, *, rate_scale, device, rng, ctx,
-                 mixed_precision, warm: bool):
+                 mixed_precision, warm: bool, smoothings: tuple = SMOOTHINGS):
         self.model, self.data, self.split, self.norm, self.cfg = model, data, split, norm, cfg
         self.rate_scale, self.device, self.rng, self.ctx = rate_scale, device, rng, ctx
         self.mixed_precision = mixed_precision
-        self.train_m = np.concatenate([np.full(len(s), m) for m, s in split.train])
-        self.train_s = np.concatenate([s for _, s in split.train])
-        self.eval_units = _eval_subset(split.held_out, cfg.eval_windows, rng)
+        train_windows = split.windows("train", data.k)
+        self.train_m = np.concatenate([np.full(len(s), m) for m, s in train_windows])
+        self.train_s = np.concatenate([s for _, s in train_windows])
+        self.train_units = training_units(train_windows)
+        # Every choice (kept weights, the warm start's fits, the refit's penalty) is made
+        # on the validation units; the test units measure the rate and nothing else.
+        self.eval_units = _eval_subset(split.windows("validation", data.k), cfg.eval_windows,
+                                       rng)
         # Other ranks get rank 0's start when the model is wrapped.
+        self.smoothings = smoothings
         self.warm = self._warm_start() if warm else None
         self.net = ctx.wrap(model, device)  # DistributedDataParallel under torchrun
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
@@ -226,7 +234,7 @@ class _Loop:
     def _warm_start(self) -> dict:
         t = time.perf_counter()
         warm = warm_start(self.model, self.data, self.train_m, self.train_s, self.eval_units,
-                          self.norm, self.device, self.cfg.seed)
+                          self.norm, self.device, self.cfg.seed, self.smoothings)
         warm["seconds"] = time.perf_counter() - t
         return warm
 
@@ -371,7 +379,7 @@ class _Loop:
         refit = None
         if ctx.is_main:
             refit = _refit(self.model, self.data, self.train_m, self.train_s,
-                           training_units(self.split), self.eval_units, state.best_obj,
+                           self.train_units, self.eval_units, state.best_obj,
                            self.norm, self.device, self.rng)
         if ctx.active:  # rank 0's refit result and final weights on every rank
             refit = ctx.broadcast_object(refit)

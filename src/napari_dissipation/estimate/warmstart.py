@@ -198,10 +198,11 @@ def _n_params(model: EPNet, m: int) -> int:
     return model.n_odd * m * (model.n_even * m + 1)
 
 
-def _whole_family(model, data, fit, ev, units, norm, device, frames) -> tuple[dict, list]:
+def _whole_family(model, data, fit, ev, units, norm, device, frames,
+                  smoothings=SMOOTHINGS) -> tuple[dict, list]:
     """Best whole-frame candidate over blur scales and pattern counts, and all tried."""
     k_max = model.n_patterns
-    patterns = [principal_patterns(frames, k_max, s)[0] for s in SMOOTHINGS]
+    patterns = [principal_patterns(frames, k_max, s)[0] for s in smoothings]
     stack = torch.as_tensor(np.concatenate(patterns), dtype=torch.float32, device=device)
     z_fit, dz_fit = _coordinates(model, data, *fit, norm, device, _whole_frame(stack),
                                  len(stack))
@@ -212,7 +213,7 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames) -> tuple[di
     most = min(MAX_PARAMS, len(fit[1]) // WINDOWS_PER_PARAM)
     counts = [c for c in counts if _n_params(model, c) <= most] or counts[:1]
     best, tried = None, []
-    for i, s in enumerate(SMOOTHINGS):
+    for i, s in enumerate(smoothings):
         m, res = _ladder(counts, lambda m, i=i: [np.arange(i * k_max, i * k_max + m)],
                          (z_fit, dz_fit, z_ev, dz_ev), units,
                          {"family": "whole", "smoothing": s}, tried)
@@ -430,7 +431,7 @@ def _quadratic_peak(pos: np.ndarray, value: np.ndarray) -> tuple[float, float]:
 
 @torch.no_grad()
 def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eval_units: list,
-               norm, device, seed: int) -> dict:
+               norm, device, seed: int, smoothings=SMOOTHINGS) -> dict:
     """Choose the global patterns and fit the linear branch; the model is updated in place.
 
     Parameters
@@ -446,6 +447,9 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     device : torch.device
     seed : int
         Seeds the choice of windows and frames.
+    smoothings : tuple of float
+        Blur scales of the whole-frame patterns tried (pixels); the window-length scan
+        passes the one it chose for two-frame windows.
 
     Returns
     -------
@@ -479,7 +483,8 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
           np.concatenate([s for _, s in eval_units]))
 
     units = np.concatenate([np.full(len(s), u) for u, (_, s) in enumerate(eval_units)])
-    whole, tried = _whole_family(model, data, windows(n_fit), ev, units, norm, device, frames)
+    whole, tried = _whole_family(model, data, windows(n_fit), ev, units, norm, device, frames,
+                                 smoothings)
     local, tried_local = _tile_family(model, data, windows(TILE_SCAN_WINDOWS),
                                       windows(n_tile_fit), ev, units, norm, device, frames)
     best = local if _preferred(local, whole, units) else whole

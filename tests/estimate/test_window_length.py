@@ -1,0 +1,89 @@
+"""The window length chosen from the data, and the lower bound said as such."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_dissipation import EPEstimator, simulate
+from napari_dissipation.estimate.data import MovieSet
+from napari_dissipation.estimate.stats import split_units
+from napari_dissipation.estimate.window_length import (
+    choose_window_length,
+    scan_window_lengths,
+)
+
+
+def _units(means, n=20, sd=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    common = rng.normal(0, 0.3, n)  # unit-to-unit scatter shared by every k (paired)
+    return {k: m + common + rng.normal(0, sd, n) for k, m in means.items()}
+
+
+def test_choice_stops_where_the_rate_stops_rising():
+    k, rising = choose_window_length(_units({2: 1.0, 3: 1.3, 4: 1.5, 6: 1.52, 8: 1.5}))
+    assert (k, rising) == (4, False)
+
+
+def test_a_rate_still_rising_at_the_end_is_flagged():
+    k, rising = choose_window_length(_units({2: 1.0, 3: 1.2, 4: 1.4, 6: 1.6}))
+    assert (k, rising) == (6, True)
+
+
+def test_flat_or_noisy_rates_keep_two_frames():
+    assert choose_window_length(_units({2: 1.0, 3: 1.0, 4: 0.99, 6: 1.01})) == (2, False)
+    assert choose_window_length(_units({2: 0.0, 3: 0.0, 4: 0.0}, sd=0.2)) == (2, False)
+    assert choose_window_length({}) == (2, False)
+
+
+def _scan(sim, seed=0):
+    data = MovieSet(sim.movies, frames_per_input=2)
+    rng = np.random.default_rng(seed)
+    norm = data.normalisation(rng)
+    split = split_units(data.lengths, validation_fraction=0.2, test_fraction=0.25, rng=rng)
+    torch.set_num_threads(1)
+    return scan_window_lengths(data, split, norm, window_seconds=sim.dt,
+                               device=torch.device("cpu"), seed=seed, n_patterns=16)
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    """2-bead chain at 30% read noise: two frames carry about a quarter of the EP."""
+    return simulate.bead_spring(n_beads=2, t_cold=1.0, t_hot=10.0, n_movies=10,
+                                n_frames=3000, dt=0.01, seed=21, read_noise=0.3)
+
+
+def test_noise_asks_for_longer_windows(noisy):
+    scan = _scan(noisy)
+    rates = {e["k"]: e["rate"] for e in scan.curve}
+    assert scan.chosen >= 4
+    # Longer windows recover EP that noise hides in two frames (the exact attainable
+    # share rises from 0.28 at k = 2 to 0.7 at k = 8 for this noise).
+    assert rates[scan.chosen] > 1.5 * rates[2]
+    assert rates[scan.chosen] < 1.15 * noisy.truth.ep_rate
+
+
+def test_clean_chain_keeps_short_windows(bead_spring_small):
+    scan = _scan(bead_spring_small)
+    assert scan.chosen <= 3
+
+
+def test_no_driving_gives_no_curve_and_two_frames():
+    sim = simulate.bead_spring(n_beads=2, t_cold=3.0, t_hot=3.0, n_movies=8, n_frames=1000,
+                               dt=0.01, seed=5, read_noise=0.3)
+    scan = _scan(sim)
+    assert scan.chosen == 2 and not scan.still_rising
+    for e in scan.curve:  # any fit that was significant by chance stays near zero
+        assert abs(e["rate"]) < 0.1 * 2.025
+
+
+def test_fixed_short_window_on_noisy_movies_is_a_lower_bound(noisy):
+    est = EPEstimator(frames_per_input=2, max_iterations=1, channels=0, threads=1, seed=0)
+    result = est.fit(noisy.movies, dt=noisy.dt)
+    assert result.frames_per_input == 2
+    assert result.lower_bound
+    assert any("higher rate" in r for r in result.lower_bound_reasons)
+    summary = result.summary()
+    assert summary["lower_bound"] is True and summary["frames_per_input"] == 2
+    assert [e["k"] for e in summary["rate_by_window"]][:3] == [2, 3, 4]
