@@ -406,3 +406,17 @@ def test_pattern_count_gain_is_measured_between_units():
     lumpy = old.clone()
     lumpy[units == 0] += 0.1  # the same mean gain, all in one unit
     assert _in_se(lumpy - old, units) < 2
+
+
+def test_few_units_get_a_student_t_interval_that_covers():
+    """Five units whose own rates scatter (a slow fluctuation within each movie): the
+    interval must cover the true mean about 95% of the time, not treat blocks of one
+    movie as independent."""
+    rng = np.random.default_rng(4)
+    hits = 0
+    for _ in range(200):
+        units = [rng.normal(0.5 + rng.normal(0, 0.2), 1.0, 1000) for _ in range(5)]
+        rate, (lo, hi), info = bootstrap_rate_ci(units, 1.0, rng=rng)
+        hits += lo <= 0.5 <= hi
+    assert info["method"] == "student-t" and info["n_units"] == 5
+    assert 180 <= hits <= 198  # nominal 190 of 200

@@ -87,3 +87,19 @@ def test_fixed_short_window_on_noisy_movies_is_a_lower_bound(noisy):
     summary = result.summary()
     assert summary["lower_bound"] is True and summary["frames_per_input"] == 2
     assert [e["k"] for e in summary["rate_by_window"]][:3] == [2, 3, 4]
+
+
+@pytest.mark.parametrize("n_frames", [3, 5, 60])
+def test_too_few_frames_is_one_clear_refusal(n_frames):
+    from napari_dissipation import InputError
+
+    sim = simulate.bead_spring(n_beads=2, n_movies=1, n_frames=n_frames, dt=0.01, seed=1)
+    with pytest.raises(InputError, match=f"{n_frames} frames in all are too few .* needed"):
+        EPEstimator(max_iterations=5, threads=1).fit(sim.movies, dt=0.01)
+
+
+def test_a_short_movie_is_cannot_tell_not_a_narrow_interval():
+    sim = simulate.bead_spring(n_beads=2, n_movies=1, n_frames=120, dt=0.01, seed=1)
+    result = EPEstimator(max_iterations=5, threads=1, channels=0).fit(sim.movies, dt=0.01)
+    lo, hi = result.ep_rate_ci
+    assert hi - lo > 2 * sim.truth.ep_rate  # an interval wider than the rate says little

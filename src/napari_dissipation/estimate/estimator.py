@@ -28,6 +28,9 @@ from .windows import window_ep
 
 __all__ = ["EPEstimator", "FitResult"]
 
+#: Fewest windows each part of the split must hold: with fewer no rate, let alone an
+#: interval, can be measured apart from the choices.
+MIN_WINDOWS = {"train": 50, "validation": 10, "test": 10}
 #: Share of a time budget (``max_seconds``) the window-length scan may use.
 SCAN_BUDGET = 0.25
 #: Training "still improving" when stopped: the kept weights are from one of this many last
@@ -150,6 +153,8 @@ class EPEstimator:
         norm = data.normalisation(rng)
         split = split_units(data.lengths, validation_fraction=cfg.validation_fraction,
                             test_fraction=cfg.test_fraction, rng=rng)
+        _check_enough(split, 2 if cfg.frames_per_input == "auto" else cfg.frames_per_input,
+                      data)
         scan = self._scan(data, split, norm, dt, device, ctx)
         k = scan.chosen if cfg.frames_per_input == "auto" else int(cfg.frames_per_input)
         cfg_k = dataclasses.replace(cfg, frames_per_input=k)
@@ -294,6 +299,21 @@ def _all_window_ep(network, data: MovieSet, norm, device, ctx) -> list[np.ndarra
         part[mine] = window_ep(network, data, m, np.arange(n)[mine], norm, device)
         eps.append(ctx.sum_parts(part, device))
     return eps
+
+
+def _check_enough(split, k: int, data: MovieSet) -> None:
+    """Refuse data too short to train, choose and measure on separate windows of k frames."""
+    counts = {part: sum(len(s) for _, s in split.windows(part, k))
+              for part in ("train", "validation", "test")}
+    if all(counts[p] >= n for p, n in MIN_WINDOWS.items()):
+        return
+    have = ", ".join(f"{counts[p]} {p}" for p in MIN_WINDOWS)
+    need = ", ".join(f"{n} {p}" for p, n in MIN_WINDOWS.items())
+    frames = int(np.sum(data.lengths))
+    raise InputError(f"{data.names[0] if len(data.names) == 1 else 'the movies'}: "
+                     f"{frames} frames in all are too few to train, choose and measure on "
+                     f"separate stretches of movie: windows of {k} frames give {have} "
+                     f"(at least {need} are needed); a few hundred frames is a minimum")
 
 
 def _lower_bound_reasons(scan: WindowScan, k: int, cfg, outcome) -> list[str]:

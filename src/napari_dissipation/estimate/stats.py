@@ -17,6 +17,8 @@ __all__ = ["Split", "split_units", "integrated_autocorrelation_time", "bootstrap
 
 #: With at least this many movies, whole movies are held out; else time blocks.
 MIN_MOVIES_FOR_MOVIE_SPLIT = 4
+#: Fewest units of a Student-t interval: fewer units are cut into contiguous blocks.
+MIN_T_UNITS = 5
 #: Number of time blocks a data set of few movies is cut into (at least 3 per movie).
 N_TIME_BLOCKS = 20
 
@@ -133,45 +135,61 @@ def integrated_autocorrelation_time(series: list[np.ndarray], max_lag: int = 100
 def bootstrap_rate_ci(units: list[np.ndarray], scale: float, *, rng: np.random.Generator,
                       n_boot: int = 2000, level: float = 0.95,
                       min_units: int = 20) -> tuple[float, tuple[float, float], dict]:
-    """Rate and percentile bootstrap interval from independent units.
+    """Rate and 95% interval from independent units.
 
     Parameters
     ----------
     units : list of ndarray
-        Per-window EP series (k_B) of independent held-out units.
+        Per-window EP series (k_B) of independent units (movies or time blocks).
     scale : float
         Divides the mean window EP to give a rate (``(k − 1) · stride · dt``, seconds).
     n_boot, level : int, float
         Bootstrap replicates and confidence level.
     min_units : int
-        With fewer units, each is cut into blocks of ``max(10 τ_int, 50)`` windows, τ_int
-        the integrated autocorrelation time of the EP series.
+        With at least this many units, a percentile bootstrap over them.  With fewer, a
+        Student-t interval over the units (``t_{n−1}`` times the standard error of the
+        ratio estimate between units): with a handful of units the bootstrap's
+        percentiles are too narrow, and cutting the units into short blocks would
+        treat slow fluctuations of the EP rate within a movie as independent.  Fewer
+        than :data:`MIN_T_UNITS` units are each cut into equal contiguous blocks first.
 
     Returns
     -------
     rate : float
     (lo, hi) : tuple of float
     info : dict
-        ``n_units``, ``block_length`` (windows) and ``tau_int`` (windows).
+        ``n_units``, ``method`` ("bootstrap" or "student-t"), ``block_length`` (windows,
+        when units were cut) and ``tau_int`` (windows).
     """
+    from scipy.stats import t as student_t
+
     units = [np.asarray(u, dtype=np.float64) for u in units if len(u)]
     tau = integrated_autocorrelation_time(units)
     block = None
-    if len(units) < min_units:
-        block = int(max(np.ceil(10 * tau), 50))
-        pieces = []
-        for u in units:
-            n_blocks = max(1, len(u) // block)
-            pieces += np.array_split(u, n_blocks)
+    if len(units) < MIN_T_UNITS:
+        pieces_per_unit = -(-MIN_T_UNITS // len(units))
+        pieces = [p for u in units for p in np.array_split(u, min(pieces_per_unit, len(u)))]
+        block = int(min(len(p) for p in pieces))
         units = pieces
     sums = np.array([u.sum() for u in units])
     counts = np.array([len(u) for u in units], dtype=np.float64)
     rate = sums.sum() / counts.sum() / scale
-    pick = rng.integers(0, len(units), size=(n_boot, len(units)))
-    boots = sums[pick].sum(axis=1) / counts[pick].sum(axis=1) / scale
     alpha = (1.0 - level) / 2
-    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
-    info = {"n_units": len(units), "block_length": block, "tau_int": float(tau)}
+    n = len(units)
+    if n >= min_units:
+        pick = rng.integers(0, n, size=(n_boot, n))
+        boots = sums[pick].sum(axis=1) / counts[pick].sum(axis=1) / scale
+        lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+        method = "bootstrap"
+    else:
+        # Ratio estimate's standard error between units (linearised).
+        r = sums.sum() / counts.sum()
+        resid = (sums - r * counts) / counts.mean()
+        se = float(np.sqrt(np.sum(resid ** 2) / (n * (n - 1)))) / scale if n > 1 else np.inf
+        half = float(student_t.ppf(1 - alpha, n - 1)) * se if n > 1 else np.inf
+        lo, hi = rate - half, rate + half
+        method = "student-t"
+    info = {"n_units": n, "method": method, "block_length": block, "tau_int": float(tau)}
     return float(rate), (float(lo), float(hi)), info
 
 

@@ -153,7 +153,9 @@ def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns
                   n_patterns=n_patterns).to(device)
     data = MovieSet(data.movies, names=data.names, frames_per_input=k, stride=data.stride,
                     bin=data.bin)
-    train = split.windows("train", k)
+    train, val = split.windows("train", k), split.windows("validation", k)
+    if not train or not val:  # too few frames for windows of k in some part
+        return None
     tm = np.concatenate([np.full(len(s), m) for m, s in train])
     ts = np.concatenate([s for _, s in train])
     pick = np.sort(rng.choice(len(ts), size=min(FIT_WINDOWS, len(ts)), replace=False))
@@ -163,7 +165,6 @@ def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns
                              / norm.scale for m in np.unique(tm[fp])])
     mean = frames.mean(axis=0)
     model.set_patterns(np.zeros(model.patterns.shape), mean)
-    val = split.windows("validation", k)
     ev = (np.concatenate([np.full(len(s), m) for m, s in val]),
           np.concatenate([s for _, s in val]))
     units = np.concatenate([np.full(len(s), u) for u, (_, s) in enumerate(val)])
@@ -205,6 +206,8 @@ def scan_window_lengths(data: MovieSet, split: Split, norm: Normalisation, *,
     # The patterns are chosen on the shortest window whose fit is significant: with much
     # noise, two frames may show nothing that longer windows show.
     for k_ref in REFERENCE_LENGTHS:
+        if k_ref > int(np.min(data.lengths)):
+            break
         ref = _reference(data, split, norm, device, seed, n_patterns, k_ref)
         if ref is not None or (max_seconds is not None
                                and time.perf_counter() - t0 > max_seconds):
@@ -221,8 +224,8 @@ def scan_window_lengths(data: MovieSet, split: Split, norm: Normalisation, *,
             break
         if max_seconds is not None and time.perf_counter() - t0 > max_seconds and val_rates:
             break
-        if min(len(c) - k + 1 for part in ("validation", "test") for c in coords[part]) \
-                < MIN_UNIT_WINDOWS:
+        if min((len(c) - k + 1 for part in ("validation", "test") for c in coords[part]),
+               default=0) < MIN_UNIT_WINDOWS:
             break
         t_k = time.perf_counter()
         entry, rates = _one_length(coords, k, len(patterns), n_needed, window_seconds, rng)
