@@ -6,7 +6,8 @@ Run from the repository root under a virtual X display::
 
 SHOT is ``bead_spring`` (the 2-bead sample: ``widget_training.png`` while training,
 then ``widget_overlay_bead_spring.png`` (the map of one transition over the movie),
-``widget_density_bead_spring.png`` (the time-averaged map) and ``widget_trace.png``).
+``widget_density_bead_spring.png`` (the time-averaged map) and ``widget_trace.png`` (the
+EP trace and, beside it, the rate by window length that chose k).
 The viewer is filled the way ``napari-dissipation demo`` fills it (the plugin's
 sample-data and widget contributions) and the widget is driven through its Train button,
 so the pictures show what a user sees after one click.  Training uses the widget's
@@ -105,8 +106,12 @@ def shot_bead_spring(*, seconds: float) -> None:
     _show_result(viewer, movie, widget, frame=200)
     _save_window(viewer, "widget_overlay_bead_spring.png")
     path = IMAGES / "widget_trace.png"
-    widget.trace_plot.grab().save(str(path))
+    widget.results.trace_panel.grab().save(str(path))
     print(f"wrote {path}")
+    print(widget.run_panel.status.value)
+    print(widget.run_panel.result.value)
+    if widget.run_panel.note.value:
+        print(widget.run_panel.note.value)
     _save_density(viewer, widget, "widget_density_bead_spring.png")
     viewer.close()
 

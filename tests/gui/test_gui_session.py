@@ -8,7 +8,16 @@ import pytest
 from napari_dissipation.errors import InputError
 from napari_dissipation.gui import jobs
 from napari_dissipation.gui.layers import MovieSelection
-from napari_dissipation.gui.session import Refused, Result, Session, State, describe_fit
+from napari_dissipation.gui.session import (
+    Refused,
+    Result,
+    Session,
+    State,
+    describe_fit,
+    describe_lower_bound,
+    describe_window,
+    fit_fields,
+)
 
 
 class Stopper:
@@ -160,12 +169,53 @@ def test_describe_fit_says_when_nothing_was_learnt():
     assert "nothing was learnt" in text
 
 
+def test_a_training_result_carries_k_the_curve_and_the_lower_bound():
+    from napari_dissipation import FitResult
+
+    curve = [{"k": 2, "rate": 1.0, "ci": [0.8, 1.2], "validation_rate": 1.0,
+              "n_patterns": 4},
+             {"k": 4, "rate": 1.6, "ci": [1.3, 1.9], "validation_rate": 1.5,
+              "n_patterns": 4}]
+    reasons = ["the rate still rose with the window length at the longest window tried "
+               "(4 frames)",
+               "training was stopped by its budget while the held-out objective was still "
+               "improving"]
+    fit = FitResult(ep_rate=1.7, ep_rate_ci=(1.4, 2.0), dt=0.1, n_transitions=9,
+                    n_held_out=3, held_out_by="time blocks", held_out=[(0, 6, 9)],
+                    stochastic_ep=[np.ones(9)], history=[], seconds=1.0, iterations=20,
+                    best_iteration=20, stop_reason="iterations", frames_per_input=4,
+                    rate_by_window=curve, lower_bound_reasons=reasons)
+    fields = fit_fields(fit, window_chosen=True)
+    res = result()
+    for name, value in fields.items():
+        setattr(res, name, value)
+    assert res.frames_per_input == 4 and res.rate_by_window == curve
+    assert res.lower_bound and res.ep_rate_ci == (1.4, 2.0)
+    assert res.summary["lower_bound"] is True and res.summary["frames_per_input"] == 4
+    assert describe_window(res) == "k = 4 frames per input, chosen from the data"
+    note = describe_lower_bound(res)
+    assert note.startswith("Lower bound: the rate still rose with the window length at the "
+                           "longest window tried (4 frames); training was stopped by its "
+                           "budget")
+    res.window_chosen = False
+    assert describe_window(res) == "k = 4 frames per input, as set"
+    res.how = "estimated"
+    assert describe_window(res) == "k = 4 frames per input, as the estimator was trained"
+    res.how, res.window_chosen, res.rate_by_window = "trained", True, []
+    assert describe_window(res) == ("k = 4 frames per input; these data could not compare "
+                                    "window lengths")
+    plain = result()  # made by hand without these fields: nothing to say
+    assert describe_window(plain) == "" and describe_lower_bound(plain) == ""
+    assert not plain.lower_bound
+
+
 # ------------------------------------------------------------------ jobs
 def test_estimate_job_and_model_checks():
     model = FakeModel(dt=0.1)
     movie = np.random.default_rng(0).normal(size=(12, 4, 5)).astype(np.float32)
     out = jobs.estimate(model, movie, dt=0.1, name="m")
     assert out.ep.shape == (11,) and out.maps.shape == (11, 4, 5)
+    assert out.frames_per_input == 2  # the model's
     np.testing.assert_allclose(out.maps.sum(axis=(1, 2)), out.ep, rtol=1e-5, atol=1e-5)
     assert out.density.shape == (4, 5)
     assert jobs.check_model_fits(model, movie, dt=0.1, name="m") is None
@@ -216,7 +266,7 @@ def test_train_job_yields_progress_then_mapping_and_returns_the_model(bead_sprin
 
     movie = bead_spring_small.movies[0][:120]
     est = EPEstimator(max_iterations=20, channels=4, batch_size=32, eval_every=10,
-                      eval_windows=100, threads=1, seed=0)
+                      eval_windows=100, threads=1, seed=0, frames_per_input=3)
     gen = jobs.train(est, movie, dt=0.01, name="chain")
     yielded = []
     while True:
@@ -228,5 +278,6 @@ def test_train_job_yields_progress_then_mapping_and_returns_the_model(bead_sprin
     assert yielded[-1] == jobs.MAPPING
     assert all(hasattr(r, "iteration") for r in yielded[:-1]) and len(yielded) > 1
     assert out.model is est.model_ and out.fit.iterations == 20
+    assert out.fit.frames_per_input == 3 and not out.window_chosen  # set, not chosen
     assert out.ep.shape == (119,) and out.maps.shape == (119, 20, 40)
     np.testing.assert_allclose(out.maps.sum(axis=(1, 2)), out.ep, rtol=1e-3, atol=1e-3)

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.gui
 
 #: A small, fast network; budgets in iterations (never seconds), no early stopping.
 FAST = {"channels": 4, "batch_size": 32, "eval_every": 10, "eval_windows": 200,
-        "threads": 1, "patience": 10_000, "max_seconds": None}
+        "threads": 1, "patience": 10_000, "max_seconds": None, "frames_per_input": 2}
 
 
 def blob_movie(n_frames=120, size=12, *, seed=0) -> np.ndarray:
@@ -178,7 +178,7 @@ def test_options_form_is_generated_from_the_schema(viewer_widget):
     notes = Notes()
     viewer.add_image(blob_movie(30), name="m", metadata={"dt": 0.1})
     widget.train()
-    assert widget.worker is None and "learning_rate" in notes.messages[-1]
+    assert widget.worker is None and "Learning rate must be given" in notes.messages[-1]
 
 
 def test_time_axis_of_a_4d_layer(viewer_widget):
@@ -244,7 +244,8 @@ def test_outputs_layers_trace_marker_and_click(viewer_widget):
 
     plot = widget.trace_plot
     assert widget.trace_dock is not None and len(plot.ep) == 39
-    assert viewer.window.dock_widgets["EP trace"] is plot
+    assert viewer.window.dock_widgets["EP trace"] is widget.results.trace_panel
+    assert not plot.isHidden() and widget.window_plot.isHidden()  # no curve in this result
     np.testing.assert_allclose(plot.exact, exact)
     viewer.dims.set_point(0, movie.data_to_world((12, 0, 0))[0])
     assert widget.current_frame() == 12
@@ -337,7 +338,8 @@ def test_training_keeps_the_viewer_responsive_and_stops_fast(viewer_widget, qtbo
     np.testing.assert_allclose(viewer.layers["spot EP map"].data.sum(axis=(1, 2)),
                                widget.trace_plot.ep, rtol=1e-3, atol=1e-3)
     text = widget.run_panel.result.value
-    assert "EP rate =" in text and "95% CI" in text
+    assert "EP rate" in text and "95% CI" in text
+    assert "k = 2 frames per input, as set" in text
     assert "stopped by you" in widget.run_panel.status.value
     assert widget.run_panel.progress.value == 1000
 
@@ -347,10 +349,18 @@ def test_save_load_estimate_and_export(viewer_widget, qtbot, tmp_path):
     viewer, widget = viewer_widget
     first = viewer.add_image(blob_movie(120, 10, seed=2), name="first", scale=(0.01, 1, 1))
     widget.select_layer(first)
-    widget.set_options(max_iterations=20, **FAST)
+    widget.set_options(max_iterations=20, **{**FAST, "frames_per_input": "auto"})
     widget.train()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     assert widget.result is not None
+    k = widget.result.frames_per_input  # chosen from the data, with its curve beside the trace
+    assert widget.model.frames_per_input == k
+    if widget.result.rate_by_window:
+        assert f"k = {k} frames per input, chosen from the data" in widget.run_panel.result.value
+        assert not widget.window_plot.isHidden() and widget.window_plot.chosen_x() == k
+    else:  # a random walk has no arrow of time: the scan may find nothing to compare
+        assert "could not compare window lengths" in widget.run_panel.result.value
+        assert widget.window_plot.isHidden()
     path = widget.save_estimator(tmp_path / "est.pt")
     assert path.is_file()
 
@@ -370,6 +380,9 @@ def test_save_load_estimate_and_export(viewer_widget, qtbot, tmp_path):
         np.testing.assert_allclose(widget2.result.ep, widget.model.stochastic_ep(second.data),
                                    atol=1e-5)
         assert widget2.run_panel.result.value.startswith("EP rate = ")
+        assert (f"k = {k} frames per input, as the estimator was trained"
+                in widget2.run_panel.result.value)
+        assert widget2.window_plot.isHidden() and not widget2.window_plot.has_curve
 
         wrong = viewer.add_image(blob_movie(30, 14), name="wrong", scale=(0.01, 1, 1))
         widget2.select_layer(wrong)

@@ -125,6 +125,9 @@ def test_format_rate():
     assert format_rate(5.2) == "EP rate = 5.2 k_B/s"
     assert format_rate(-0.5, (-3.0, 1.5)) == "EP rate = -0.5 k_B/s (95% CI -3.0 to 1.5)"
     assert format_rate(None) == "EP rate: not available"
+    assert (format_rate(1.93, (1.6, 2.3), lower_bound=True)
+            == "EP rate \u2265 1.93 k_B/s (lower bound; 95% CI 1.60\u20132.30)")
+    assert format_rate(5.2, lower_bound=True) == "EP rate \u2265 5.2 k_B/s (lower bound)"
 
 
 def test_simulation_truth_only_from_the_simulators_entry():

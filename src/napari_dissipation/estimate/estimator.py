@@ -177,7 +177,8 @@ class EPEstimator:
                                    checkpoint=checkpoint if ctx.is_main else None,
                                    fingerprint=facts, resume=state,
                                    mixed_precision=self._mixed_precision(device),
-                                   smoothings=(scan.smoothing,) if scan.curve else SMOOTHINGS)
+                                   smoothings=(scan.smoothing,) if scan.curve else SMOOTHINGS,
+                                   spent=scan.seconds)
         self.model_ = TrainedModel(network, norm=norm, frame_shape=data.frame_shape,
                                    raw_frame_shape=data.raw_frame_shape, dt=dt, config=cfg_k)
         eps = _all_window_ep(network, data, norm, device, ctx)

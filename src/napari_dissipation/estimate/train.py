@@ -154,7 +154,8 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
           rate_scale: float, device, stop: threading.Event, rng: np.random.Generator,
           ctx: Context = SINGLE, checkpoint: Path | None = None, fingerprint: dict | None = None,
           resume: dict | None = None, mixed_precision: bool = False,
-          smoothings: tuple = SMOOTHINGS) -> Generator[Progress, None, TrainOutcome]:
+          smoothings: tuple = SMOOTHINGS,
+          spent: float = 0.0) -> Generator[Progress, None, TrainOutcome]:
     """Maximise the NEEP objective on the training windows with early stopping.
 
     Parameters
@@ -186,6 +187,9 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
         the evaluations and the refit stay in float32/float64.
     smoothings : tuple of float
         Blur scales the warm start tries for its whole-frame patterns, pixels.
+    spent : float
+        Seconds already spent on this fit (the window-length scan): they count against
+        ``cfg.max_seconds``, like the warm start's.
 
     Yields
     ------
@@ -197,7 +201,7 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     """
     loop = _Loop(model, data, split, norm, cfg, rate_scale=rate_scale, device=device,
                  rng=rng, ctx=ctx, mixed_precision=mixed_precision,
-                 warm=resume is None and ctx.is_main, smoothings=smoothings)
+                 warm=resume is None and ctx.is_main, smoothings=smoothings, spent=spent)
     state = loop.resume(resume) if resume is not None else loop.start()
     state = yield from loop.run(state, stop, checkpoint=checkpoint, fingerprint=fingerprint)
     return loop.finish(state)
@@ -207,7 +211,8 @@ class _Loop:
     """One training run: the model, its optimiser and weight average, and the windows."""
 
     def __init__(self, model, data, split, norm, cfg, *, rate_scale, device, rng, ctx,
-                 mixed_precision, warm: bool, smoothings: tuple = SMOOTHINGS):
+                 mixed_precision, warm: bool, smoothings: tuple = SMOOTHINGS,
+                 spent: float = 0.0):
         self.model, self.data, self.split, self.norm, self.cfg = model, data, split, norm, cfg
         self.rate_scale, self.device, self.rng, self.ctx = rate_scale, device, rng, ctx
         self.mixed_precision = mixed_precision
@@ -220,7 +225,7 @@ class _Loop:
         self.eval_units = _eval_subset(split.windows("validation", data.k), cfg.eval_windows,
                                        rng)
         # Other ranks get rank 0's start when the model is wrapped.
-        self.smoothings = smoothings
+        self.smoothings, self.spent = smoothings, spent
         self.warm = self._warm_start() if warm else None
         self.net = ctx.wrap(model, device)  # DistributedDataParallel under torchrun
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
@@ -248,7 +253,8 @@ class _Loop:
         held-out data) is the first candidate: when nothing trained beats ΔS ≡ 0, the
         estimate is zero rather than an overfitted, confidently wrong rate.
         """
-        state = TrainingState(best_state=copy.deepcopy(self.model.state_dict()))
+        state = TrainingState(best_state=copy.deepcopy(self.model.state_dict()),
+                              seconds=self.spent)
         if self.ctx.is_main:
             state.best_obj, _, self.best_eps = self._evaluate(self.model)
         if self.warm is not None:
@@ -256,7 +262,7 @@ class _Loop:
                 "iteration": 0, "seconds": 0.0, "train_objective": None,
                 "val_objective": self.warm["val_objective"],
                 "ep_rate": self.warm["val_mean_ep"] / self.rate_scale, "warm_start": self.warm})
-            state.seconds = self.warm["seconds"]  # counts against the budget
+            state.seconds += self.warm["seconds"]  # counts against the budget
         return state
 
     def resume(self, blob: dict) -> TrainingState:

@@ -11,6 +11,7 @@
 - ``widget``: :class:`DissipationWidget`, which assembles the panels, wires the session's
   events to them, starts the workers and owns the trace dock;
 - ``plots``: matplotlib plots (training curves, EP trace);
+- ``window_plot``: the EP rate by window length (frames per input), beside the trace;
 - ``layers``: napari- and Qt-free layout helpers (movie selection, dt, map layers);
 - ``sample_data``: napari sample movies with their exact truth.
 

@@ -56,6 +56,7 @@ class TrainOutcome:
     ep: np.ndarray  # (T-1,) stochastic EP, k_B
     maps: np.ndarray | None  # (T-1, H, W), None when over MAX_MAP_BYTES
     density: np.ndarray  # (H, W), k_B/s per pixel
+    window_chosen: bool = False  # k chosen from the data (frames_per_input "auto")
 
 
 @dataclass
@@ -66,6 +67,7 @@ class EstimateOutcome:
     ep_rate: float
     maps: np.ndarray | None
     density: np.ndarray
+    frames_per_input: int | None = None  # the model's k
 
 
 def maps_fit(movie_shape) -> bool:
@@ -146,12 +148,13 @@ def train(est, movie, *, dt: float, name: str):
     """
     lower_thread_priority()
     try:
+        chosen = str(est.config.frames_per_input).strip().lower() == "auto"
         fit = yield from est.fit_iter(movie, dt=dt, names=[name])
         yield MAPPING
         model = est.model_
         maps, density = _maps_and_density(model, movie, dt=dt, name=name)
         return TrainOutcome(fit=fit, model=model, ep=np.asarray(fit.stochastic_ep[0]),
-                            maps=maps, density=density)
+                            maps=maps, density=density, window_chosen=chosen)
     except (InputError, JobError):
         raise
     except Exception as exc:
@@ -164,7 +167,9 @@ def estimate(model, movie, *, dt: float, name: str) -> EstimateOutcome:
     ep = np.asarray(model.stochastic_ep(movie, name=name))
     rate = float(model.ep_rate(movie, dt=dt, name=name))
     maps, density = _maps_and_density(model, movie, dt=dt, name=name)
-    return EstimateOutcome(ep=ep, ep_rate=rate, maps=maps, density=density)
+    k = getattr(model, "frames_per_input", None)
+    return EstimateOutcome(ep=ep, ep_rate=rate, maps=maps, density=density,
+                           frames_per_input=None if k is None else int(k))
 
 
 @_wrapped

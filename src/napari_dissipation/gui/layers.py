@@ -320,18 +320,22 @@ def simulation_truth(metadata: Mapping | None, n_transitions: int) -> tuple:
 
 
 def format_rate(rate: float | None, ci: Sequence[float] | None = None, *,
-                unit: str = "k_B/s") -> str:
+                unit: str = "k_B/s", lower_bound: bool = False) -> str:
     """``"EP rate = 2.03 k_B/s (95% CI 1.90–2.15)"``.
 
     With an interval, the numbers get the decimals that show two significant digits of
-    its width; without one, three significant digits.
+    its width; without one, three significant digits.  A ``lower_bound`` reads
+    ``"EP rate ≥ 1.90 k_B/s (lower bound; 95% CI 1.60–2.30)"``.
     """
     if rate is None or not np.isfinite(rate):
         return "EP rate: not available"
+    relation, note = ("\u2265", "lower bound; ") if lower_bound else ("=", "")
     if ci is None or len(ci) != 2 or not all(np.isfinite(ci)):
-        return f"EP rate = {rate:.3g} {unit}"
+        text = f"EP rate {relation} {rate:.3g} {unit}"
+        return text + " (lower bound)" if lower_bound else text
     width = abs(float(ci[1]) - float(ci[0]))
     decimals = 2 if width == 0 else int(min(8, max(0, 1 - np.floor(np.log10(width)))))
     f = f".{decimals}f"
     sep = "–" if min(ci) >= 0 else " to "  # "-3.0–1.5" reads badly
-    return f"EP rate = {rate:{f}} {unit} (95% CI {ci[0]:{f}}{sep}{ci[1]:{f}})"
+    return (f"EP rate {relation} {rate:{f}} {unit} "
+            f"({note}95% CI {ci[0]:{f}}{sep}{ci[1]:{f}})")

@@ -16,6 +16,10 @@ str                      line edit, or a combo box when the form is given the ch
 Labels, tooltips (help, unit, what None means) and the split between the first screen and
 "Advanced" come from the schema too; adding an option to ``OPTIONS`` adds it here.  The
 editors are magicgui widgets; the form's ``native`` is the Qt widget to place.
+
+A typed value is checked by the schema (``options.validate``) when the field is left and
+before training: a refusal is shown under the form in words, with the option's label
+(e.g. "Frames per input must be at least 2, got 1").
 """
 
 from __future__ import annotations
@@ -31,12 +35,13 @@ from qtpy.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from ..errors import InputError
-from ..options import OPTIONS, Option, option
+from ..options import OPTIONS, Option, option, validate
 
 __all__ = ["OptionsForm", "Rows", "NumberEdit", "editor_for",
            "WIDGET_DEFAULTS", "default_threads", "device_choices"]
 
 INT_MAX = 2**31 - 1
+PROBLEM_STYLE = "color: #e05d44"
 
 
 def default_threads() -> int:
@@ -214,6 +219,8 @@ class OptionsForm:
         The first screen's editors and the others.
     collapsible : superqt.QCollapsible
         The "Advanced" section (collapsed at first).
+    problem : QLabel
+        Under the form: why a typed value is refused (hidden when all are fine).
     native : QWidget
     """
 
@@ -231,11 +238,19 @@ class OptionsForm:
         self.advanced = Rows(self.editors[o.name] for o in OPTIONS if not o.first_screen)
         self.collapsible = QCollapsible("Advanced")
         self.collapsible.addWidget(self.advanced.native)
+        self.problem = QLabel()
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet(PROBLEM_STYLE)
+        self.problem.setVisible(False)
         self.native = QWidget()
         layout = QVBoxLayout(self.native)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.first.native)
+        layout.addWidget(self.problem)
         layout.addWidget(self.collapsible)
+        for editor in self.editors.values():
+            if isinstance(editor, LineEdit):
+                editor.native.editingFinished.connect(self.check)
 
     def values(self) -> dict:
         """Every option's value as the editors show it (keywords for ``EPEstimator``)."""
@@ -262,6 +277,31 @@ class OptionsForm:
                 editor.value = value
             except ValueError as exc:
                 raise InputError(f"{name}: {exc}") from None
+
+    def check(self) -> str | None:
+        """Check every field with the schema; show the first problem under the form.
+
+        Returns the problem in words (None when every value is accepted).
+        """
+        try:
+            validate(self.values())
+        except InputError as exc:
+            text = self.explain(exc)
+        else:
+            text = None
+        self.problem.setText(text or "")
+        self.problem.setVisible(text is not None)
+        return text
+
+    def explain(self, exc: InputError) -> str:
+        """``exc``'s message with the option's label for its name (as the form shows it)."""
+        text = str(exc)
+        name = getattr(exc, "option", None)
+        editor = self.editors.get(name) if isinstance(name, str) else None
+        if editor is not None:
+            label = editor.label
+            text = label + text[len(name):] if text.startswith(name) else f"{label}: {text}"
+        return text
 
     def set_enabled(self, enabled: bool) -> None:
         """Enable or disable every editor (disabled while a job runs)."""

@@ -22,6 +22,7 @@ from .plots import TrainingPlot
 __all__ = ["MoviePanel", "RunPanel", "ResultsPanel", "form", "group_box"]
 
 PROBLEM_STYLE = "color: #e05d44"
+NOTE_STYLE = "color: #e8a33d"
 MODEL_FILTER = "napari-dissipation model (*.pt);;All files (*)"
 #: File dialogs: kind -> (title, suggested name, filter, whether it saves).
 DIALOGS = {
@@ -289,6 +290,8 @@ class RunPanel:
     progress : magicgui ProgressBar
         0 to 1000; a busy indicator while no fraction is known.
     status, result : magicgui Label
+    note : magicgui Label
+        Under the result: why the rate is a lower bound (hidden when it is not one).
     training_plot : TrainingPlot
     """
 
@@ -307,9 +310,13 @@ class RunPanel:
         self.status = _wrapping_label()
         self.result = _wrapping_label(bold=True)
         self.result.native.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.note = _wrapping_label()
+        self.note.native.setStyleSheet(NOTE_STYLE)
+        self.note.native.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.note.visible = False
         self.training_plot = TrainingPlot()
         self.native = group_box("Run", buttons, self.progress, self.status, self.result,
-                                self.training_plot)
+                                self.note, self.training_plot)
 
     def set_busy(self, text: str | None = None) -> None:
         """Show a busy indicator (no fraction known) and, optionally, a status line."""
@@ -322,10 +329,17 @@ class RunPanel:
         self.progress.value = int(round(1000 * min(max(fraction, 0.0), 1.0)))
 
     def start_training(self, layer_name: str) -> None:
+        """Clear the last result; busy (no fraction) until the first progress record."""
         self.training_plot.reset()
-        self.result.value = ""
-        self.set_fraction(0.0)
-        self.status.value = f"Training on '{layer_name}'\u2026"
+        self.show_result("")
+        self.set_busy(f"Training on '{layer_name}': first the rate for a rising window "
+                      "length\u2026")
+
+    def show_result(self, text: str, note: str = "") -> None:
+        """The result's lines (bold) and, below, a note such as why it is a lower bound."""
+        self.result.value = text
+        self.note.value = note
+        self.note.visible = bool(note)
 
     def show_progress(self, record, *, stopping: bool) -> None:
         """One training ``Progress`` record: bar, status line (unless stopping) and plot."""

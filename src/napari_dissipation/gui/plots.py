@@ -254,9 +254,13 @@ class EPTracePlot(_Canvas):
             self._blit_markers()
 
     def _on_draw(self, event) -> None:
-        # A full draw leaves out the (animated) markers: keep it, then add them on top.
+        # A full draw leaves out the (animated) markers: keep it, then draw them into the
+        # same buffer.  No blit here: a pending draw may run inside the canvas's
+        # paintEvent (or a grab), where a blit's repaint() is a "Recursive repaint"; the
+        # draw's own update() shows the buffer.
         self._background = self.canvas.copy_from_bbox(self.figure.bbox)
-        self._blit_markers()
+        for marker in self._markers:
+            marker.axes.draw_artist(marker)
 
     def _blit_markers(self) -> None:
         for marker in self._markers:

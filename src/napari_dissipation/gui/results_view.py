@@ -2,6 +2,9 @@
 
 The map of transition t -> t+1 is shown at the movie's frame t (see :mod:`.layers`); the
 trace's marker follows the viewer's frame, and a click on the trace moves the viewer.
+The dock holds the trace and, beside it, the rate by window length of a training run
+(:mod:`.window_plot`): the bottom dock is wide and the trace needs only part of it, while
+the dock widget on the right is already a long column of controls.
 """
 
 from __future__ import annotations
@@ -9,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QHBoxLayout, QWidget
 
 from .layers import format_rate, rate_density_layer, simulation_truth, transition_map_layer
 from .plots import EPTracePlot
-from .session import Result
+from .session import Result, describe_window
+from .window_plot import WindowPlot
 
 __all__ = ["ResultView"]
 
@@ -25,6 +30,10 @@ class ResultView:
     Attributes
     ----------
     trace_plot : EPTracePlot
+    window_plot : WindowPlot
+        The rate by window length (shown for training results, hidden otherwise).
+    trace_panel : QWidget
+        The trace and the window plot side by side: what the dock holds.
     trace_dock : QDockWidget or None
         The dock holding the trace (added with the first result; removed by :meth:`close`).
     map_layer, density_layer : napari Image layer or None
@@ -37,7 +46,14 @@ class ResultView:
         self.map_layer: Image | None = None
         self.density_layer: Image | None = None
         self.trace_plot = EPTracePlot(on_frame_clicked=self.go_to_frame)
-        self.trace_plot.hide()
+        self.window_plot = WindowPlot()
+        self.trace_panel = QWidget()
+        layout = QHBoxLayout(self.trace_panel)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.trace_plot, 3)
+        layout.addWidget(self.window_plot, 1)
+        self.window_plot.hide()
+        self.trace_panel.hide()
         self.trace_dock = None
         viewer.dims.events.current_step.connect(self._on_current_step)
 
@@ -56,9 +72,12 @@ class ResultView:
         if result.summary is not None:
             meta["fit"] = result.summary
         self._show_layers(result, meta)
-        rate_text = format_rate(result.ep_rate, result.ep_rate_ci)
-        text = (f"{rate_text}\non '{result.layer_name}' ({result.how}; {len(result.ep)} "
-                f"transitions, dt = {result.dt:g} s)")
+        rate_text = format_rate(result.ep_rate, result.ep_rate_ci,
+                                lower_bound=result.lower_bound)
+        window = describe_window(result)
+        text = "\n".join([rate_text] + ([window] if window else []) + [
+            f"on '{result.layer_name}' ({result.how}; {len(result.ep)} transitions, "
+            f"dt = {result.dt:g} s)"])
         exact_steps, exact_rate = None, None
         source = self.source_layer()
         if source is not None and result.selection.ndim == 3:
@@ -67,9 +86,17 @@ class ResultView:
             text += f"\nexact rate of this simulated movie: {exact_rate:.3g} k_B/s"
         self.trace_plot.set_trace(result.ep, dt=result.dt,
                                   title=f"{result.layer_name}: {rate_text}", exact=exact_steps)
+        self._show_window_curve(result, exact_rate)
         self._dock_trace()
         self._on_current_step()
         return text
+
+    def _show_window_curve(self, result: Result, exact_rate: float | None) -> None:
+        """The rate by window length of a training run; hidden for an estimation."""
+        self.window_plot.set_curve(result.rate_by_window, chosen=result.frames_per_input,
+                                   chosen_from_data=result.window_chosen,
+                                   reported=result.ep_rate, exact=exact_rate)
+        self.window_plot.setVisible(self.window_plot.has_curve)
 
     def _show_layers(self, result: Result, meta: dict) -> None:
         self.density_layer = self._put_layer(rate_density_layer(
@@ -105,10 +132,10 @@ class ResultView:
     def _dock_trace(self) -> None:
         if self.trace_dock is None:
             self.trace_dock = self.viewer.window.add_dock_widget(
-                self.trace_plot, name=TRACE_DOCK_NAME, area="bottom")
+                self.trace_panel, name=TRACE_DOCK_NAME, area="bottom")
             # closing the dock by its button deletes it: forget it then
             self.trace_dock.destroyed.connect(self._forget_dock)
-        self.trace_plot.show()
+        self.trace_panel.show()
         self.trace_dock.show()
 
     def _forget_dock(self, *_args) -> None:
@@ -153,6 +180,7 @@ class ResultView:
     # ------------------------------------------------------------------ housekeeping
     def set_theme(self, colors) -> None:
         self.trace_plot.set_theme(colors)
+        self.window_plot.set_theme(colors)
 
     def close(self) -> None:
         """Disconnect from the viewer and take the trace dock out of it."""

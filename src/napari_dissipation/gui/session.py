@@ -19,7 +19,7 @@ GUI thread (from its worker's signals).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -28,7 +28,8 @@ from psygnal import Signal
 from ..errors import InputError
 from .layers import MovieSelection
 
-__all__ = ["State", "Result", "Session", "Refused", "JOBS", "STOP_REASONS", "describe_fit"]
+__all__ = ["State", "Result", "Session", "Refused", "JOBS", "STOP_REASONS", "describe_fit",
+           "describe_window", "describe_lower_bound", "fit_fields"]
 
 
 class State(StrEnum):
@@ -106,6 +107,15 @@ class Result:
         ``FitResult.summary()`` of a training run.
     layer : object, optional
         The movie layer itself (followed even when renamed).
+    frames_per_input : int or None
+        k, frames per input window of the model that made the result.
+    window_chosen : bool
+        Whether k was chosen from the data (``frames_per_input="auto"``) rather than set.
+    rate_by_window : list of dict
+        ``FitResult.rate_by_window`` of a training run: ``k``, ``rate``, ``ci`` (k_B/s,
+        on the test units), ...; empty for an estimation.
+    lower_bound_reasons : list of str
+        ``FitResult.lower_bound_reasons``: why the rate is likely below the true rate.
     """
 
     layer_name: str
@@ -122,21 +132,76 @@ class Result:
     how: str
     summary: dict | None = None
     layer: object = None
+    frames_per_input: int | None = None
+    window_chosen: bool = False
+    rate_by_window: list = field(default_factory=list)
+    lower_bound_reasons: list = field(default_factory=list)
 
     @property
     def has_maps(self) -> bool:
         return self.maps is not None
 
+    @property
+    def lower_bound(self) -> bool:
+        """Whether the data show that the rate is likely below the true EP rate."""
+        return bool(self.lower_bound_reasons)
+
     @classmethod
     def of_layer(cls, layer, selection: MovieSelection, dt: float, *, ep, maps, density,
-                 ep_rate: float, ep_rate_ci=None, how: str, summary=None) -> Result:
+                 ep_rate: float, ep_rate_ci=None, how: str, summary=None,
+                 **fit) -> Result:
         """The result of a run on the movie ``selection`` cut out of image ``layer``
-        (anything with ``name``, ``scale``, ``translate`` and ``data``)."""
+        (anything with ``name``, ``scale``, ``translate`` and ``data``); ``fit`` are
+        the other fields (``frames_per_input``, ``rate_by_window``, ...)."""
         return cls(layer_name=layer.name, layer=layer, selection=selection,
                    scale=tuple(layer.scale), translate=tuple(layer.translate),
                    n_frames=int(layer.data.shape[selection.time_axis]), dt=dt,
                    ep=np.asarray(ep), maps=maps, density=np.asarray(density),
-                   ep_rate=float(ep_rate), ep_rate_ci=ep_rate_ci, how=how, summary=summary)
+                   ep_rate=float(ep_rate), ep_rate_ci=ep_rate_ci, how=how, summary=summary,
+                   **fit)
+
+
+def fit_fields(fit, *, window_chosen: bool) -> dict:
+    """The :class:`Result` fields that a training run's ``FitResult`` gives.
+
+    ``window_chosen`` says whether k was chosen from the data (the estimator's
+    ``frames_per_input`` was ``"auto"``).
+    """
+    return {
+        "ep_rate": float(fit.ep_rate),
+        "ep_rate_ci": tuple(float(c) for c in fit.ep_rate_ci),
+        "summary": fit.summary(),
+        "frames_per_input": int(fit.frames_per_input),
+        "window_chosen": bool(window_chosen),
+        "rate_by_window": [dict(entry) for entry in getattr(fit, "rate_by_window", ())],
+        "lower_bound_reasons": [str(r) for r in getattr(fit, "lower_bound_reasons", ())],
+    }
+
+
+def describe_window(result: Result) -> str:
+    """``"k = 8 frames per input, chosen from the data"`` ('' when k is unknown)."""
+    k = result.frames_per_input
+    if k is None:
+        return ""
+    if result.how != "trained":
+        how = ", as the estimator was trained"
+    elif not result.window_chosen:
+        how = ", as set"
+    elif result.rate_by_window:
+        how = ", chosen from the data"
+    else:  # the scan found nothing significant at any window length
+        how = "; these data could not compare window lengths"
+    return f"k = {k} frames per input{how}"
+
+
+def describe_lower_bound(result: Result) -> str:
+    """Why the rate is a lower bound, in plain words ('' when the data show no sign)."""
+    reasons = [r.strip().rstrip(".") for r in result.lower_bound_reasons if r.strip()]
+    if not reasons:
+        return ""
+    why = "; ".join(reasons)
+    return (f"Lower bound: {why[:1].lower()}{why[1:]}. The movie hides part of the motion "
+            "(noise, blur, steps faster than a frame), so the true rate is likely higher.")
 
 
 def describe_fit(fit) -> str:

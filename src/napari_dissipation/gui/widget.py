@@ -35,7 +35,14 @@ from .options_form import OptionsForm
 from .panels import MoviePanel, ResultsPanel, RunPanel, group_box
 from .plots import DARK, LIGHT
 from .results_view import ResultView
-from .session import Refused, Result, Session, describe_fit
+from .session import (
+    Refused,
+    Result,
+    Session,
+    describe_fit,
+    describe_lower_bound,
+    fit_fields,
+)
 
 __all__ = ["DissipationWidget"]
 
@@ -66,8 +73,9 @@ class DissipationWidget(QWidget):
         The parts of the widget, top to bottom (see :mod:`.panels`).
     results : ResultView
         Result layers and the EP trace dock.
-    trace_plot, training_plot
-        The EP trace (docked below the viewer) and the live training curves.
+    trace_plot, window_plot, training_plot
+        The EP trace and, beside it, the rate by window length (docked below the viewer),
+        and the live training curves.
     worker : napari worker or None
         The running job's worker.
     """
@@ -180,6 +188,11 @@ class DissipationWidget(QWidget):
         return self.session.result
 
     @property
+    def window_plot(self):
+        """The rate by window length of the last training run (beside the trace)."""
+        return self.results.window_plot
+
+    @property
     def trace_dock(self):
         """The dock of the EP trace (None before the first result and after closing)."""
         return self.results.trace_dock
@@ -226,10 +239,14 @@ class DissipationWidget(QWidget):
         layer, sel, movie, dt = prepared
         from ..estimate import EPEstimator
 
+        problem = self.options_form.check()
+        if problem is not None:
+            show_error(f"Cannot train: {problem}")
+            return
         try:
             est = EPEstimator(**self.options())
         except InputError as exc:
-            show_error(f"Cannot train: {exc}")
+            show_error(f"Cannot train: {self.options_form.explain(exc)}")
             return
         self.run_panel.start_training(layer.name)
         self._context = {"layer": layer, "selection": sel, "dt": dt}
@@ -292,15 +309,15 @@ class DissipationWidget(QWidget):
 
     def _on_trained(self, out: jobs.TrainOutcome) -> None:
         fit = out.fit
-        result = self._result(ep=out.ep, maps=out.maps, density=out.density,
-                              ep_rate=fit.ep_rate, ep_rate_ci=tuple(map(float, fit.ep_rate_ci)),
-                              how="trained", summary=fit.summary())
+        result = self._result(ep=out.ep, maps=out.maps, density=out.density, how="trained",
+                              **fit_fields(fit, window_chosen=out.window_chosen))
         self.session.succeed(model=out.model, result=result)
         self.run_panel.status.value = describe_fit(fit)
 
     def _on_estimated(self, out: jobs.EstimateOutcome) -> None:
         result = self._result(ep=out.ep, maps=out.maps, density=out.density,
-                              ep_rate=out.ep_rate, how="estimated")
+                              ep_rate=out.ep_rate, how="estimated",
+                              frames_per_input=out.frames_per_input)
         self.session.succeed(result=result)
         self.run_panel.status.value = ("Estimated with the current estimator (no training; "
                                        "the interval needs held-out data and comes with "
@@ -328,7 +345,8 @@ class DissipationWidget(QWidget):
         if self._closed:  # a job that ends after the widget closed shows nothing
             return
         config = self.session.model.config_dict() if self.session.has_model else None
-        self.run_panel.result.value = self.results.show(result, estimator_config=config)
+        self.run_panel.show_result(self.results.show(result, estimator_config=config),
+                                   describe_lower_bound(result))
         self._update_controls()
 
     def _on_failed(self, job: str, exc: BaseException) -> None:
