@@ -13,7 +13,7 @@ very transitions the rate is measured on (the test units), the window length cho
 rate-by-window curve, the lower-bound reasons, and the exact attainable share of the
 chosen window length: the most an estimator reading k-frame windows of these movies can
 recover on average (``LinearDiffusion.window_irreversibility`` with the localisation noise
-of one spot, see ``robustness.localisation_sd``).
+of one spot, see ``robustness.spot_localisation_sd``).
 """
 
 from __future__ import annotations
@@ -47,29 +47,11 @@ GROUPS = {"coverage-clean": [f"coverage_clean_{i}" for i in range(20)],
           "coverage-noisy": [f"coverage_noisy_{i}" for i in range(20)]}
 
 
-def localisation_sd(render: dict) -> float:
-    """Position noise (px) of the best unbiased read-out of one spot from one frame (the
-    inverse square root of its Fisher information; see ``robustness.localisation_sd``)."""
-    from napari_dissipation.simulate.render import render_options
-
-    opts = render_options(None)
-    v = opts.psf_sigma ** 2 + 1.0 / 12.0
-    x = np.arange(-40, 41) + 0.3
-    xx, yy = np.meshgrid(x, x - 0.3)
-    spot = np.exp(-(xx ** 2 + yy ** 2) / (2 * v))
-    grad = -xx / v * spot
-    info = 0.0
-    if render.get("read_noise"):
-        info = np.sum(grad ** 2) / render["read_noise"] ** 2
-    if render.get("photons"):
-        keep = spot > 1e-12
-        info += render["photons"] * np.sum(grad[keep] ** 2 / spot[keep])
-    return float(1.0 / np.sqrt(info)) if info > 0 else 0.0
-
-
 def attainable_share(model, k: int, render: dict) -> float:
     """Share of the mean exact step EP that k-frame windows of the movie can carry."""
-    kl = model.window_irreversibility(k, DT, noise_sd=localisation_sd(render))
+    from robustness import spot_localisation_sd
+
+    kl = model.window_irreversibility(k, DT, noise_sd=spot_localisation_sd(render))
     return float(kl / ((k - 1) * model.step_ep_mean(DT)))
 
 

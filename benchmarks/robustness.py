@@ -143,18 +143,22 @@ def simulate(cond: str, seed: int):
 
 @functools.cache
 def localisation_sd(cond: str) -> float:
+    """Position noise (px) of one spot in the condition's noise (:func:`spot_localisation_sd`)."""
+    return spot_localisation_sd(CONDITIONS[cond].get("render", {}))
+
+
+def spot_localisation_sd(render: dict) -> float:
     """Position noise (px) of the best unbiased read-out of one spot from one frame.
 
-    The inverse square root of the Fisher information of a spot's position in the
-    condition's noise, for the renderer's Gaussian spot (peak 1, variance
-    ``psf_sigma^2 + 1/12`` px^2 on the pixel grid): read noise of sd ``r`` gives
+    The inverse square root of the Fisher information of a spot's position in the noise of
+    ``render`` (``read_noise``, ``photons``), for the renderer's Gaussian spot (peak 1,
+    variance ``psf_sigma^2 + 1/12`` px^2 on the pixel grid): read noise of sd ``r`` gives
     ``r / sqrt(sum (dI/dx)^2)``, shot noise of ``N`` photons at the peak
     ``1 / sqrt(N sum (dI/dx)^2 / I)``.  To first order in the displacement a movie with
     this noise says what the positions plus white noise of this sd would say.
     """
     from napari_dissipation.simulate.render import render_options
 
-    render = CONDITIONS[cond].get("render", {})
     opts = render_options(None)
     v = opts.psf_sigma ** 2 + 1.0 / 12.0
     x = np.arange(-40, 41) + 0.3

@@ -17,17 +17,7 @@ RNG = np.random.default_rng(7)
 FIT = ["--max-iterations", "20", "--batch-size", "32", "--threads", "1", "-q"]
 
 
-def _tcyx(t=12, c=3, h=16, w=20):
-    return RNG.integers(0, 4000, (t, c, h, w), dtype=np.uint16)
-
-
-def _write_ome(path, data, *, compression=None, **meta):
-    tifffile.imwrite(path, data, ome=True, compression=compression,
-                     metadata={"axes": "TCYX", **meta})
-    return path
-
-
-def _bad_inputs(tmp_path, case):
+def _bad_inputs(tmp_path, case, files):
     movie = RNG.integers(0, 4000, (30, 12, 12), dtype=np.uint16)
     if case == "missing":
         return [tmp_path / "nowhere.tif"], "nowhere.tif: no such file"
@@ -46,7 +36,8 @@ def _bad_inputs(tmp_path, case):
         path.write_bytes(RNG.bytes(20000))
         return [path], "noise.tif: cannot read as TIFF"
     if case == "channels":
-        path = _write_ome(tmp_path / "two.ome.tif", _tcyx(t=30, c=2), TimeIncrement=0.1)
+        path = files.write_ome(tmp_path / "two.ome.tif", files.tcyx(t=30, c=2),
+                               TimeIncrement=0.1)
         return [path], "two.ome.tif: 2 channels (0-1); choose one (--channel N)"
     if case == "mismatched-folder":
         folder = tmp_path / "set"
@@ -68,8 +59,8 @@ def _bad_inputs(tmp_path, case):
 
 @pytest.mark.parametrize("case", ["missing", "truncated", "truncated-compressed", "corrupt",
                                   "channels", "mismatched-folder", "image-2d", "rgb"])
-def test_bad_files_one_line_exit_2_nothing_written(tmp_path, capsys, case):
-    inputs, message = _bad_inputs(tmp_path, case)
+def test_bad_files_one_line_exit_2_nothing_written(tmp_path, capsys, case, files):
+    inputs, message = _bad_inputs(tmp_path, case, files)
     before = sorted(p.name for p in tmp_path.iterdir())
     out = tmp_path / "run"
     rc = main(["fit", *map(str, inputs), "--dt", "0.1", "--out", str(out), *FIT])
@@ -87,14 +78,9 @@ def _cli_error(capsys, argv) -> str:
     return line
 
 
-def test_cli_appends_the_flag_that_fixes_it(tmp_path, capsys):
-    hyper = tmp_path / "hyper.tif"
-    tifffile.imwrite(hyper, RNG.integers(0, 99, (6, 3, 2, 8, 8), dtype=np.uint8),
-                     imagej=True, metadata={"axes": "TZCYX"})
-    multi = tmp_path / "positions.ome.tif"
-    with tifffile.TiffWriter(multi, ome=True) as tw:
-        for _ in range(2):
-            tw.write(RNG.integers(0, 99, (6, 8, 8), dtype=np.uint16), metadata={"axes": "TYX"})
+def test_cli_appends_the_flag_that_fixes_it(tmp_path, capsys, files):
+    hyper = files.hyperstack(tmp_path / "hyper.tif")
+    multi = files.positions(tmp_path / "positions.ome.tif")
     out = ["--out", str(tmp_path / "run"), *FIT]
     line = _cli_error(capsys, ["fit", str(hyper), "--dt", "0.1", *out])
     assert line.endswith("hyper.tif: 2 channels (0-1) and 3 z-planes (0-2); choose one of "
@@ -133,10 +119,10 @@ def test_choose_dt_names_the_option(tmp_path):
     assert choose_dt(0.3, movies) == (0.3, "command line")
 
 
-def test_fit_metadata_dt_then_flag_wins_with_a_note(tmp_path, capsys):
-    data = _tcyx(t=40, c=2, h=12, w=12)
-    path = _write_ome(tmp_path / "cells.ome.tif", data, compression="zlib",
-                      TimeIncrement=0.05, TimeIncrementUnit="s")
+def test_fit_metadata_dt_then_flag_wins_with_a_note(tmp_path, capsys, files):
+    data = files.tcyx(t=300, c=2, h=12, w=12)
+    path = files.write_ome(tmp_path / "cells.ome.tif", data, compression="zlib",
+                           TimeIncrement=0.05, TimeIncrementUnit="s")
     assert main(["fit", str(path), "--channel", "1", "--roi", "0:12,2:10",
                  "--out", str(tmp_path / "meta"), *FIT]) == 0
     summary = json.loads((tmp_path / "meta" / "summary.json").read_text())

@@ -23,18 +23,13 @@ def test_input_error_pickles_with_its_option(option):
     assert back.options == {None: (), "series": ("series",)}.get(option, option)
 
 
-def _files(tmp_path):
+def _files(tmp_path, files):
     """name -> (call that fails, the option it should name)."""
     ome = tmp_path / "two.ome.tif"
     tifffile.imwrite(ome, RNG.integers(0, 99, (6, 2, 8, 8), dtype=np.uint16), ome=True,
                      metadata={"axes": "TCYX"})
-    hyper = tmp_path / "hyper.tif"
-    tifffile.imwrite(hyper, RNG.integers(0, 99, (6, 3, 2, 8, 8), dtype=np.uint8),
-                     imagej=True, metadata={"axes": "TZCYX"})
-    multi = tmp_path / "positions.ome.tif"
-    with tifffile.TiffWriter(multi, ome=True) as tw:
-        for _ in range(3):
-            tw.write(RNG.integers(0, 99, (6, 8, 8), dtype=np.uint16), metadata={"axes": "TYX"})
+    hyper = files.hyperstack(tmp_path / "hyper.tif")
+    multi = files.positions(tmp_path / "positions.ome.tif", n=3)
     one = write_movie(tmp_path / "one.tif", np.zeros((6, 8, 8), np.uint16))
     other = tmp_path / "set"
     other.mkdir()
@@ -57,8 +52,8 @@ def _files(tmp_path):
     }
 
 
-def test_io_errors_carry_option_and_name_no_flag(tmp_path):
-    for name, (call, option) in _files(tmp_path).items():
+def test_io_errors_carry_option_and_name_no_flag(tmp_path, files):
+    for name, (call, option) in _files(tmp_path, files).items():
         with pytest.raises(InputError) as info:
             call()
         message = str(info.value)

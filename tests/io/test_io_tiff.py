@@ -14,19 +14,9 @@ from napari_dissipation.io import LazyMovie, read_movie, write_movie
 RNG = np.random.default_rng(7)
 
 
-def _tcyx(t=12, c=3, h=16, w=20):
-    return RNG.integers(0, 4000, (t, c, h, w), dtype=np.uint16)
-
-
-def _write_ome(path, data, *, compression=None, **meta):
-    tifffile.imwrite(path, data, ome=True, compression=compression,
-                     metadata={"axes": "TCYX", **meta})
-    return path
-
-
-def test_ome_tiff_time_increment_pixel_size_and_channel(tmp_path):
-    data = _tcyx()
-    path = _write_ome(tmp_path / "movie.ome.tif", data, TimeIncrement=50,
+def test_ome_tiff_time_increment_pixel_size_and_channel(tmp_path, files):
+    data = files.tcyx()
+    path = files.write_ome(tmp_path / "movie.ome.tif", data, TimeIncrement=50,
                       TimeIncrementUnit="ms", PhysicalSizeX=130, PhysicalSizeXUnit="nm")
     with pytest.raises(InputError, match=r"movie\.ome\.tif: 3 channels \(0-2\); choose one$"):
         read_movie(path)
@@ -42,9 +32,9 @@ def test_ome_tiff_time_increment_pixel_size_and_channel(tmp_path):
         read_movie(path, channel=3)
 
 
-def test_ome_plane_delta_t(tmp_path):
+def test_ome_plane_delta_t(tmp_path, files):
     path = tmp_path / "dt.ome.tif"
-    tifffile.imwrite(path, _tcyx(c=1)[:, 0], ome=True, metadata={
+    tifffile.imwrite(path, files.tcyx(c=1)[:, 0], ome=True, metadata={
         "axes": "TYX", "Plane": {"DeltaT": [0.0, 0.2, 0.4, 0.6, 0.8] + [1.0 + 0.2 * i
                                                                          for i in range(7)],
                                  "DeltaTUnit": ["s"] * 12}})
@@ -70,16 +60,16 @@ def test_imagej_hyperstack_finterval_channel_and_z(tmp_path):
     assert movie.pixel_size == pytest.approx(0.25) and movie.axes == "TZCYX"
 
 
-def test_own_description_gives_dt_and_pixel_size(tmp_path):
-    path = write_movie(tmp_path / "sim.tif", _tcyx(c=1)[:, 0], dt=0.02, pixel_size=0.5)
+def test_own_description_gives_dt_and_pixel_size(tmp_path, files):
+    path = write_movie(tmp_path / "sim.tif", files.tcyx(c=1)[:, 0], dt=0.02, pixel_size=0.5)
     movie = read_movie(path)
     assert movie.dt == 0.02 and movie.dt_origin == "napari-dissipation description"
     assert movie.pixel_size == 0.5 and movie.pixel_unit is None
 
 
-def test_compressed_file_is_read_frame_by_frame(tmp_path, monkeypatch):
-    data = _tcyx(t=20, c=2)
-    path = _write_ome(tmp_path / "zlib.ome.tif", data, compression="zlib", TimeIncrement=0.5)
+def test_compressed_file_is_read_frame_by_frame(tmp_path, monkeypatch, files):
+    data = files.tcyx(t=20, c=2)
+    path = files.write_ome(tmp_path / "zlib.ome.tif", data, compression="zlib", TimeIncrement=0.5)
 
     def whole_file(*args, **kwargs):
         raise AssertionError("the whole series was read")
@@ -107,11 +97,11 @@ def test_compressed_file_is_read_frame_by_frame(tmp_path, monkeypatch):
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(movie.data))[4], data[4, 1])
 
 
-def test_large_uncompressed_data_are_read_with_pread(tmp_path, monkeypatch):
+def test_large_uncompressed_data_are_read_with_pread(tmp_path, monkeypatch, files):
     from napari_dissipation.io import raw
 
-    data = _tcyx(c=2)
-    path = _write_ome(tmp_path / "big.ome.tif", data)
+    data = files.tcyx(c=2)
+    path = files.write_ome(tmp_path / "big.ome.tif", data)
     monkeypatch.setattr(raw, "MAP_LIMIT", 100)  # bytes: every movie here is "large"
     movie = read_movie(path, channel=1)
     assert isinstance(movie.data, LazyMovie)
@@ -119,12 +109,9 @@ def test_large_uncompressed_data_are_read_with_pread(tmp_path, monkeypatch):
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(movie.data))[5], data[5, 1])
 
 
-def test_series_rgb_and_single_images(tmp_path):
-    a, b = _tcyx(c=1)[:, 0], _tcyx(c=1)[:, 0]
-    multi = tmp_path / "positions.ome.tif"
-    with tifffile.TiffWriter(multi, ome=True) as tw:
-        tw.write(a, metadata={"axes": "TYX"})
-        tw.write(b, metadata={"axes": "TYX"})
+def test_series_rgb_and_single_images(tmp_path, files):
+    a, b = files.tcyx(c=1)[:, 0], files.tcyx(c=1)[:, 0]
+    multi = files.positions(tmp_path / "positions.ome.tif", frames=[a, b])
     with pytest.raises(InputError, match=r"2 series \(positions 0-1\) \[0: TYX .*\]; "
                        r"choose one$") as info:
         read_movie(multi)
@@ -148,8 +135,8 @@ def test_series_rgb_and_single_images(tmp_path):
         read_movie(still)
 
 
-def test_truncated_file_is_refused_when_opened(tmp_path):
-    path = write_movie(tmp_path / "cut.tif", _tcyx(c=1)[:, 0], dt=0.1)
+def test_truncated_file_is_refused_when_opened(tmp_path, files):
+    path = write_movie(tmp_path / "cut.tif", files.tcyx(c=1)[:, 0], dt=0.1)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(InputError, match=r"cut\.tif: truncated or corrupt TIFF") as info:
         read_movie(path)
