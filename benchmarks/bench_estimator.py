@@ -38,12 +38,13 @@ def _held_out_exact(sim, result) -> float:
 
 
 def run_case(name: str, *, n_beads=2, t_cold=1.0, t_hot=10.0, n_movies=100, n_frames=1000,
-             seed=0, max_seconds=570.0, threads=2, test_movies=20, **options) -> dict:
+             seed=0, max_seconds=570.0, max_iterations=10**7, threads=2, test_movies=20,
+             **options) -> dict:
     t0 = time.perf_counter()
     sim = simulate.bead_spring(n_beads=n_beads, t_cold=t_cold, t_hot=t_hot, n_movies=n_movies,
                                n_frames=n_frames, dt=0.01, seed=seed)
     t_sim = time.perf_counter() - t0
-    est = EPEstimator(seed=seed, max_seconds=max_seconds, max_iterations=10**7,
+    est = EPEstimator(seed=seed, max_seconds=max_seconds, max_iterations=max_iterations,
                       threads=threads, **options)
     t1 = time.perf_counter()
     result = est.fit(sim.movies, dt=sim.dt)
