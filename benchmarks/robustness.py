@@ -370,7 +370,7 @@ def summary(rows: list[dict]) -> list[str]:
             shares = [r.get("attainable_share_at_k") or attainable_share(c) for r in rs]
             out.append(
                 f"| {CONDITIONS[c]['label']} | {m} | {len(rs)} "
-                f"| {', '.join(str(k) for k in ks) if ks[0] else 'PCA'} "
+                f"| {'PCA' if m == 'sfi' else ', '.join(str(k or '—') for k in ks)} "
                 f"| {np.mean(shares):.3f} "
                 f"| {np.mean([r['estimate'] / r['held_exact_rate'] for r in rs]):.3f} "
                 f"| {np.mean([r['estimate'] / r['exact_rate'] for r in rs]):.3f} "
