@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Split", "split_units", "integrated_autocorrelation_time", "bootstrap_rate_ci",
-           "per_transition", "training_units", "widen_interval"]
+__all__ = ["Split", "split_units", "flat_windows", "integrated_autocorrelation_time",
+           "bootstrap_rate_ci", "per_transition", "training_units", "widen_interval"]
 
 #: With at least this many movies, whole movies are held out; else time blocks.
 MIN_MOVIES_FOR_MOVIE_SPLIT = 4
@@ -57,6 +57,17 @@ class Split:
             if b - a >= k:
                 out.append((m, np.arange(a, b - k + 1)))
         return out
+
+
+def flat_windows(windows: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    """(movie, starts) pairs as flat arrays: the movie index, the first frame and the unit
+    (position in ``windows``) of every window, each of shape (total windows,)."""
+    if not windows:
+        return (np.zeros(0, dtype=int),) * 3
+    movie = np.concatenate([np.full(len(s), m) for m, s in windows])
+    starts = np.concatenate([s for _, s in windows])
+    unit = np.concatenate([np.full(len(s), u) for u, (_, s) in enumerate(windows)])
+    return movie, starts, unit
 
 
 def split_units(lengths, *, validation_fraction: float, test_fraction: float,

@@ -31,7 +31,7 @@ from .model import EPNet
 from .objective import neep_objective, safe_exp_neg
 from .readout import readout_sd, refit_readout
 from .state import TrainingState
-from .stats import training_units
+from .stats import flat_windows, training_units
 from .warmstart import SMOOTHINGS, warm_start
 from .windows import batch_tensor, infer_batch, window_ep
 
@@ -213,12 +213,11 @@ class _Loop:
     def __init__(self, model, data, split, norm, cfg, *, rate_scale, device, rng, ctx,
                  mixed_precision, warm: bool, smoothings: tuple = SMOOTHINGS,
                  spent: float = 0.0):
-        self.model, self.data, self.split, self.norm, self.cfg = model, data, split, norm, cfg
+        self.model, self.data, self.norm, self.cfg = model, data, norm, cfg
         self.rate_scale, self.device, self.rng, self.ctx = rate_scale, device, rng, ctx
         self.mixed_precision = mixed_precision
         train_windows = split.windows("train", data.k)
-        self.train_m = np.concatenate([np.full(len(s), m) for m, s in train_windows])
-        self.train_s = np.concatenate([s for _, s in train_windows])
+        self.train_m, self.train_s, _ = flat_windows(train_windows)
         self.train_units = training_units(train_windows)
         # Every choice (kept weights, the warm start's fits, the refit's penalty) is made
         # on the validation units; the test units measure the rate and nothing else.
@@ -453,8 +452,7 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, val_before: float
                         val_mean_ep=mean_ep, state=copy.deepcopy(model.state_dict()))
     model.load_state_dict(start if best is None else best.pop("state"))
     out = {"kept": best is not None, **(best or {})}
-    ev_m = np.concatenate([np.full(len(s), m) for m, s in eval_units])
-    ev_s = np.concatenate([s for _, s in eval_units])
+    ev_m, ev_s, _ = flat_windows(eval_units)
     direction = features(ev_m, ev_s).double().mean(dim=0)
     lam = out.get("lam", 0.0)
     out["readout_sd"] = readout_sd(feats, train_u[pick], model.readout_params()[columns], lam,

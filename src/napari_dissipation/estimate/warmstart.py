@@ -42,6 +42,7 @@ import torch
 from .model import EPNet, linear_branch_features, principal_patterns
 from .objective import neep_objective, safe_exp_neg
 from .readout import maximise_neep
+from .stats import flat_windows
 from .windows import batch_tensor
 
 __all__ = ["warm_start", "SMOOTHINGS", "PATTERN_COUNTS"]
@@ -479,10 +480,8 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     def windows(n):  # the first n of ``pick``, in reading order
         idx = np.sort(pick[:n])
         return train_m[idx], train_s[idx]
-    ev = (np.concatenate([np.full(len(s), m) for m, s in eval_units]),
-          np.concatenate([s for _, s in eval_units]))
-
-    units = np.concatenate([np.full(len(s), u) for u, (_, s) in enumerate(eval_units)])
+    ev_m, ev_s, units = flat_windows(eval_units)
+    ev = (ev_m, ev_s)
     whole, tried = _whole_family(model, data, windows(n_fit), ev, units, norm, device, frames,
                                  smoothings)
     local, tried_local = _tile_family(model, data, windows(TILE_SCAN_WINDOWS),

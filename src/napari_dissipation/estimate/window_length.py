@@ -30,7 +30,7 @@ import torch
 
 from .data import MovieSet, Normalisation
 from .model import EPNet, linear_branch_features
-from .stats import Split, bootstrap_rate_ci
+from .stats import Split, bootstrap_rate_ci, flat_windows
 from .warmstart import (
     PATTERN_COUNTS,
     SAMPLE_FRAMES,
@@ -156,8 +156,7 @@ def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns
     train, val = split.windows("train", k), split.windows("validation", k)
     if not train or not val:  # too few frames for windows of k in some part
         return None
-    tm = np.concatenate([np.full(len(s), m) for m, s in train])
-    ts = np.concatenate([s for _, s in train])
+    tm, ts, _ = flat_windows(train)
     pick = np.sort(rng.choice(len(ts), size=min(FIT_WINDOWS, len(ts)), replace=False))
     n_frames = max(100, min(SAMPLE_FRAMES, SAMPLE_PIXELS // int(np.prod(data.frame_shape))))
     fp = np.sort(rng.choice(len(ts), size=min(n_frames, len(ts)), replace=False))
@@ -165,10 +164,9 @@ def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns
                              / norm.scale for m in np.unique(tm[fp])])
     mean = frames.mean(axis=0)
     model.set_patterns(np.zeros(model.patterns.shape), mean)
-    ev = (np.concatenate([np.full(len(s), m) for m, s in val]),
-          np.concatenate([s for _, s in val]))
-    units = np.concatenate([np.full(len(s), u) for u, (_, s) in enumerate(val)])
-    best, _ = _whole_family(model, data, (tm[pick], ts[pick]), ev, units, norm, device, frames)
+    val_m, val_s, units = flat_windows(val)
+    best, _ = _whole_family(model, data, (tm[pick], ts[pick]), (val_m, val_s), units, norm,
+                            device, frames)
     if best is None:
         return None
     return best["patterns"], mean, best["smoothing"]
