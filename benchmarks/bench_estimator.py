@@ -60,6 +60,8 @@ def run_case(name: str, *, n_beads=2, t_cold=1.0, t_hot=10.0, n_movies=100, n_fr
         "exact_in_ci": result.ep_rate_ci[0] <= sim.truth.ep_rate <= result.ep_rate_ci[1],
         "fit_seconds": t_fit, "simulate_seconds": t_sim, "iterations": result.iterations,
         "stop_reason": result.stop_reason, "ci": result.ci_info,
+        "frames_per_input": result.frames_per_input, "model_stage": result.model_stage,
+        "rate_by_window": result.rate_by_window,
         "warm_start": {k: v for k, v in result.history[0].get("warm_start", {}).items()
                        if k != "tried"},
     }
@@ -199,6 +201,11 @@ def table() -> str:
     return "\n".join(rows)
 
 
+def parse_options(pairs: list[str]) -> dict:
+    """``NAME=JSON`` pairs as estimator options."""
+    return {k: json.loads(v) for k, v in (p.split("=", 1) for p in pairs)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -209,8 +216,11 @@ def main():
     parser.add_argument("--channels", type=int, default=None,
                         help="width of the convolutional part (0: global part only)")
     parser.add_argument("--tag", default="", help="suffix of the result file names")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
+                        help="an estimator option, e.g. nonstationarity='\"check\"'")
     args = parser.parse_args()
     extra = {} if args.channels is None else {"channels": args.channels}
+    extra.update(parse_options(args.option))
     OUT.mkdir(parents=True, exist_ok=True)
     if args.case == "table":
         print(table())

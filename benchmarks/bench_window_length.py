@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_estimator import parse_options
 from napari_dissipation import EPEstimator, simulate
 
 OUT = Path(__file__).parent / "results" / "window_length"
@@ -55,14 +56,14 @@ def attainable_share(model, k: int, render: dict) -> float:
     return float(kl / ((k - 1) * model.step_ep_mean(DT)))
 
 
-def run_case(name: str, *, threads: int = 1) -> dict:
+def run_case(name: str, *, threads: int = 1, options: dict | None = None) -> dict:
     spec = dict(CASES[name])
     render = spec.pop("render")
     t0 = time.perf_counter()
     sim = simulate.bead_spring(t_cold=1.0, t_hot=10.0, dt=DT,
                                **{"n_beads": 2, **spec}, **render)
     t_sim = time.perf_counter() - t0
-    est = EPEstimator(seed=0, threads=threads)
+    est = EPEstimator(seed=0, threads=threads, **(options or {}))
     t1 = time.perf_counter()
     fit = est.fit(sim.movies, dt=sim.dt)
     seconds = time.perf_counter() - t1
@@ -81,7 +82,8 @@ def run_case(name: str, *, threads: int = 1) -> dict:
         "rate_by_window": fit.rate_by_window, "fit_seconds": seconds,
         "simulate_seconds": t_sim, "iterations": fit.iterations,
         "best_iteration": fit.best_iteration, "stop_reason": fit.stop_reason,
-        "threads": threads, "commit": _commit(),
+        "threads": threads, "options": options or {}, "model_stage": fit.model_stage,
+        "commit": _commit(),
     }
 
 
@@ -131,6 +133,8 @@ def main(argv=None) -> int:
     p.add_argument("cases", nargs="+", help="case names, group names, or 'table'")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--force", action="store_true")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
+                   help="an estimator option (not a default: the result records it)")
     args = p.parse_args(argv)
     if args.cases == ["table"]:
         print(table())
@@ -141,7 +145,7 @@ def main(argv=None) -> int:
         path = OUT / f"{name}.json"
         if path.exists() and not args.force:
             continue
-        r = run_case(name, threads=args.threads)
+        r = run_case(name, threads=args.threads, options=parse_options(args.option))
         path.write_text(json.dumps(r, indent=1, default=float))
         print(f"{name}: {r['ep_rate']:.3f} {r['ep_rate_ci']} exact {r['exact_rate']:.3f} "
               f"same {r['same_transitions_rate']:.3f} k={r['frames_per_input']} "

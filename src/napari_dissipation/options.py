@@ -175,6 +175,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("eval_every", 200, int, "evaluate every (steps)",
            "Steps between evaluations on the held-out windows (and checkpoints).",
            "training", minimum=1),
+    Option("eval_seconds", 10.0, float, "evaluate every (s)",
+           "Seconds between evaluations when they come before eval_every steps (large "
+           "frames); none: by steps only, for runs that repeat exactly on any machine.",
+           "training", unit="s", minimum=0.001, nullable=True, none_means="by steps only"),
     Option("eval_windows", 20000, int, "evaluation windows",
            "Held-out windows used for early stopping (all of them measure the final rate).",
            "training", minimum=1),
@@ -189,6 +193,11 @@ OPTIONS: tuple[Option, ...] = (
            "Keep every stride-th frame (time step stride x dt).", "data", minimum=1),
     Option("bin", 1, int, "bin (pixels)",
            "Sum bin x bin pixel blocks before anything else.", "data", minimum=1),
+    Option("nonstationarity", "correct", str, "non-stationarity",
+           "Every movie is checked for bleaching, illumination drift and stage drift, with a "
+           "warning when found. correct: also remove slow intensity and background trends "
+           "and a clear rigid drift before training and inference; check: only warn.",
+           "data", choices=("correct", "check")),
     Option("seed", 0, int, "seed",
            "Seeds the split, the initial weights and the batches: a CPU run is reproducible.",
            "compute", minimum=0, first_screen=True),

@@ -311,10 +311,28 @@ def test_stop_request_ends_training_promptly(bead_spring_small):
 
 
 def test_seeded_runs_are_reproducible(bead_spring_small):
-    runs = [EPEstimator(max_iterations=60, eval_every=20, **FAST).fit(
+    runs = [EPEstimator(max_iterations=60, eval_every=20, eval_seconds=None, **FAST).fit(
         bead_spring_small.movies, dt=0.01) for _ in range(2)]
     assert runs[0].ep_rate == runs[1].ep_rate
     np.testing.assert_array_equal(runs[0].stochastic_ep[2], runs[1].stochastic_ep[2])
+
+
+def test_network_stage_is_on_probation_and_evaluated_by_time(driven):
+    """Evaluations come every ``eval_seconds`` when steps are slow to reach
+    ``eval_every``; a network stage that does not beat the warm start's fit within
+    PROBE_EVALS evaluations is stopped, and the result says which stage was kept."""
+    from napari_dissipation.estimate.train import PROBE_EVALS
+    result = EPEstimator(max_iterations=10**6, eval_every=10**6, eval_seconds=0.3,
+                         max_seconds=120, **LEARN).fit(driven.movies, dt=driven.dt)
+    evals = [h for h in result.history if h["iteration"] > 0 and not h.get("readout_refit")]
+    assert len(evals) >= PROBE_EVALS
+    if result.best_iteration == 0:
+        assert result.stop_reason == "warm start unbeaten"
+        assert len(evals) == PROBE_EVALS
+        assert result.model_stage.startswith("warm start")
+    else:
+        assert result.model_stage.startswith("network, step")
+    assert result.summary()["model_stage"] == result.model_stage
 
 
 def test_progress_records(bead_spring_small):

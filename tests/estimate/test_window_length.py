@@ -103,3 +103,21 @@ def test_a_short_movie_is_cannot_tell_not_a_narrow_interval():
     result = EPEstimator(max_iterations=5, threads=1, channels=0).fit(sim.movies, dt=0.01)
     lo, hi = result.ep_rate_ci
     assert hi - lo > 2 * sim.truth.ep_rate  # an interval wider than the rate says little
+
+
+def test_time_profiles_are_written_back_exactly():
+    """A read-out fitted on projected channels is the same function of the full ones."""
+    from napari_dissipation.estimate.model import linear_branch_features
+    from napari_dissipation.estimate.temporal import expand_theta, project, temporal_basis
+    gen = torch.Generator().manual_seed(0)
+    k, m = 16, 3
+    z = torch.randn(50, 8, m, generator=gen, dtype=torch.float64)
+    dz = torch.randn(50, 8, m, generator=gen, dtype=torch.float64)
+    even, odd = temporal_basis(k, 8), temporal_basis(k, 8)
+    assert even.shape == (8, 4) and np.allclose(even.T @ even, np.eye(4))
+    assert temporal_basis(8, 4) is None  # short windows keep every frame pair
+    reduced = linear_branch_features(project(z, even).flatten(1), project(dz, odd).flatten(1))
+    theta = torch.randn(reduced.shape[1], generator=gen, dtype=torch.float64)
+    full = linear_branch_features(z.flatten(1), dz.flatten(1))
+    theta_full = expand_theta(theta, [np.arange(m)], even, odd, 8, 8)
+    assert torch.allclose(reduced @ theta, full @ theta_full, atol=1e-10)

@@ -49,10 +49,15 @@ class FitResult:
         Wall-clock time of the whole fit.
     iterations, best_iteration : int
     stop_reason : str
-        ``"iterations"``, ``"seconds"``, ``"early stopping"`` or ``"stopped"``.
+        ``"iterations"``, ``"seconds"``, ``"early stopping"``, ``"warm start unbeaten"``
+        (the network stage did not beat the warm start's fit within its probation) or
+        ``"stopped"``.
     ci_info : dict
         How the interval was made (units, block length, autocorrelation time).
     config : dict
+    warnings : list of str
+        Non-stationarity found in the movies (bleaching, drifts), in plain sentences, each
+        saying whether it was corrected; see :mod:`~.stationarity`.
     """
 
     ep_rate: float
@@ -73,6 +78,7 @@ class FitResult:
     frames_per_input: int = 2
     rate_by_window: list = field(default_factory=list)
     lower_bound_reasons: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
 
     @property
     def lower_bound(self) -> bool:
@@ -97,6 +103,25 @@ class FitResult:
         return any(np.any(e != 0) for e in self.stochastic_ep)
 
     @property
+    def model_stage(self) -> str:
+        """Which stage produced the kept model, in words.
+
+        ``"warm start"`` (the concave fit on principal patterns), ``"network, step N"``
+        (stochastic training beat it), or ``"none"`` (ΔS ≡ 0), followed by
+        ``" + read-out refit"`` when the final Newton refit of the read-out was kept.
+        """
+        warm = self.history[0].get("warm_start") if self.history else None
+        if self.best_iteration > 0:
+            stage = f"network, step {self.best_iteration}"
+        elif warm is not None and warm.get("family") != "none":
+            stage = "warm start"
+        else:
+            stage = "none"
+        if any(h.get("readout_refit") for h in self.history):
+            stage += " + read-out refit"
+        return stage
+
+    @property
     def stopped(self) -> bool:
         """True when a stop request ended training."""
         return self.stop_reason == "stopped"
@@ -116,10 +141,12 @@ class FitResult:
             "iterations": self.iterations,
             "best_iteration": self.best_iteration,
             "stop_reason": self.stop_reason,
+            "model_stage": self.model_stage,
             "learnt": self.learnt,
             "lower_bound": self.lower_bound,
             "lower_bound_reasons": list(self.lower_bound_reasons),
             "frames_per_input": self.frames_per_input,
             "rate_by_window": self.rate_by_window,
+            "warnings": list(self.warnings),
             "ci": self.ci_info,
         }

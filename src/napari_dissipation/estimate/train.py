@@ -37,8 +37,14 @@ from .windows import batch_tensor, infer_batch, window_ep
 
 __all__ = ["Progress", "TrainOutcome", "train"]
 
-#: Steps between progress records (a stop request is seen at every step).
+#: Steps, or seconds, between progress records, whichever comes first (a stop request is
+#: seen at every step; on large frames ten steps take tens of seconds).
 YIELD_EVERY = 10
+YIELD_SECONDS = 0.5
+#: Evaluations the network stage gets to beat the warm start's fit on held-out windows.
+#: On every linear system benchmarked it never did (issue 15), and the steps after the
+#: warm start were spent for nothing; once it has beaten it, ``patience`` applies.
+PROBE_EVALS = 5
 #: Largest gradient norm of one step; rare transitions with a large |ΔS| otherwise
 #: throw the weights far off in one step.
 GRAD_CLIP = 1.0
@@ -226,6 +232,9 @@ class _Loop:
         # Other ranks get rank 0's start when the model is wrapped.
         self.smoothings, self.spent = smoothings, spent
         self.warm = self._warm_start() if warm else None
+        # Whether the weights kept at the start are a warm-start fit (not ΔS ≡ 0 or a
+        # resumed run): only then is the network stage a challenger on probation.
+        self.warm_kept = self.warm is not None and self.warm["family"] != "none"
         self.net = ctx.wrap(model, device)  # DistributedDataParallel under torchrun
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
                                     weight_decay=cfg.weight_decay)
@@ -323,6 +332,8 @@ class _Loop:
             state.bad_evals += 1
             if state.bad_evals >= self.cfg.patience:
                 state.done, state.reason = True, "early stopping"
+            elif state.best_iter == 0 and self.warm_kept and state.bad_evals >= PROBE_EVALS:
+                state.done, state.reason = True, "warm start unbeaten"
 
     def run(self, state: TrainingState, stop: threading.Event, *, checkpoint=None,
             fingerprint=None) -> Generator[Progress, None, TrainingState]:
@@ -335,6 +346,7 @@ class _Loop:
         running, n_running = 0.0, 0
         t0 = time.perf_counter() - state.seconds
         clock = state.seconds  # rank 0's clock, the same on every rank (distributed runs)
+        last_eval, last_yield = state.seconds, time.perf_counter()
         while not state.done:
             now = clock if ctx.active else time.perf_counter() - t0
             running += self._step(batch_rng, batch, self._budget_used(state, now))
@@ -354,12 +366,19 @@ class _Loop:
             evaluated = False
             # A stop skips the evaluation unless none was made yet (then nothing trained
             # would be a candidate against ΔS ≡ 0).
-            if ((state.iteration % cfg.eval_every == 0 or state.done)
-                    and (state.reason != "stopped" or not state.history)):
+            # Steps or seconds, whichever come first: on large frames a few hundred steps
+            # can take many minutes.  ``state.seconds`` is the same on every rank.
+            due = (state.iteration % cfg.eval_every == 0
+                   or (cfg.eval_seconds is not None
+                       and state.seconds - last_eval >= cfg.eval_seconds))
+            if (due or state.done) and (state.reason != "stopped" or not state.history):
+                last_eval = state.seconds  # rank 0's clock: the same decision on every rank
                 self._evaluate_and_keep(state)
                 evaluated = True
                 state.seconds = time.perf_counter() - t0
-            if state.iteration % YIELD_EVERY == 0 or evaluated or state.done:
+            if (state.iteration % YIELD_EVERY == 0 or evaluated or state.done
+                    or time.perf_counter() - last_yield >= YIELD_SECONDS):
+                last_yield = time.perf_counter()
                 train_obj = running / max(n_running, 1)
                 running, n_running = 0.0, 0
                 if evaluated:

@@ -12,8 +12,9 @@ start's concave fit (seconds per k, no network training):
 2. each frame's pattern coordinates, computed once; the even and odd coordinates of a
    window of any k are sums and differences of its frames' coordinates;
 3. for each k, a Newton fit of the bilinear read-out on training windows (the pattern
-   count capped so that every parameter has enough windows), compared on validation
-   units, and measured, with a bootstrap interval, on the test units.
+   count capped so that every parameter has enough windows; windows of more than eight
+   frames on a few time profiles, :mod:`.temporal`), compared on validation units, and
+   measured, with a bootstrap interval, on the test units.
 
 The shortest k beyond which the validation rate stops rising by more than its error is
 kept (:func:`choose_window_length`).  The test units take no part in the choice: the curve
@@ -31,6 +32,7 @@ import torch
 from .data import MovieSet, Normalisation
 from .model import EPNet, linear_branch_features
 from .stats import Split, bootstrap_rate_ci, flat_windows
+from .temporal import PROFILES, project, temporal_basis
 from .warmstart import (
     PATTERN_COUNTS,
     SAMPLE_FRAMES,
@@ -111,9 +113,12 @@ def _frame_coordinates(data: MovieSet, ranges: list, patterns: np.ndarray, mean:
     return out
 
 
-def _window_coordinates(coords: list[np.ndarray], k: int, pick=None) -> tuple:
+def _window_coordinates(coords: list[np.ndarray], k: int, pick=None, even=None,
+                        odd=None) -> tuple:
     """Even and odd coordinates (N, n_even, n), (N, n_odd, n) of all windows of k frames,
-    and the range each comes from; ``pick`` selects windows by their overall index."""
+    and the range each comes from; ``pick`` selects windows by their overall index.
+    ``even`` and ``odd``, when given, are time profiles (:mod:`.temporal`) the channels
+    are projected on."""
     idx = [(r, s) for r, c in enumerate(coords) for s in range(len(c) - k + 1)]
     idx = np.array(idx, dtype=int).reshape(-1, 2)
     if pick is not None:
@@ -127,7 +132,8 @@ def _window_coordinates(coords: list[np.ndarray], k: int, pick=None) -> tuple:
         x = coords[r][idx[sel, 1][:, None] + np.arange(k)]  # (N_r, k, n)
         z[sel] = x[:, :n_even] + x[:, ::-1][:, :n_even]
         dz[sel] = x[:, ::-1][:, :n_odd] - x[:, :n_odd]
-    return torch.from_numpy(z), torch.from_numpy(dz), idx[:, 0]
+    z, dz = torch.from_numpy(z), torch.from_numpy(dz)
+    return project(z, even), project(dz, odd), idx[:, 0]
 
 
 def _n_windows(coords: list[np.ndarray], k: int) -> int:
@@ -252,7 +258,8 @@ def _one_length(coords: dict, k: int, n_max: int, n_needed: int, window_seconds:
     At most ``n_max`` patterns (the reference's count: a longer window reads the same
     motion)."""
     n_train = _n_windows(coords["train"], k)
-    n_even, n_odd = (k + 1) // 2, k // 2
+    even, odd = temporal_basis(k, (k + 1) // 2), temporal_basis(k, k // 2)
+    n_even, n_odd = min((k + 1) // 2, PROFILES), min(k // 2, PROFILES)
 
     def n_params(c):
         return n_odd * c * (n_even * c + 1)
@@ -267,13 +274,13 @@ def _one_length(coords: dict, k: int, n_max: int, n_needed: int, window_seconds:
         return None, None
     n_fit = min(n_train, FIT_WINDOWS, FIT_VALUES // n_params(counts[-1]))
     pick = np.sort(rng.choice(n_train, size=n_fit, replace=False))
-    z_fit, dz_fit, _ = _window_coordinates(coords["train"], k, pick)
-    z_val, dz_val, val_range = _window_coordinates(coords["validation"], k)
+    z_fit, dz_fit, _ = _window_coordinates(coords["train"], k, pick, even, odd)
+    z_val, dz_val, val_range = _window_coordinates(coords["validation"], k, None, even, odd)
     units = _blocks(val_range, len(coords["validation"]))
     m, best = _ladder(counts, lambda c: [np.arange(c)], (z_fit, dz_fit, z_val, dz_val),
                       units, {"k": k}, [])
     scale = (k - 1) * window_seconds
-    z_test, dz_test, test_range = _window_coordinates(coords["test"], k)
+    z_test, dz_test, test_range = _window_coordinates(coords["test"], k, None, even, odd)
     if best is None:
         val_ep = np.zeros(len(units))
         test_ep = np.zeros(len(test_range))
