@@ -403,7 +403,7 @@ class _Loop:
         refit = None
         if ctx.is_main:
             refit = _refit(self.model, self.data, self.train_m, self.train_s,
-                           self.train_units, self.eval_units, state.best_obj,
+                           self.train_units, self.eval_units, self.best_eps,
                            self.norm, self.device, self.rng)
         if ctx.active:  # rank 0's refit result and final weights on every rank
             refit = ctx.broadcast_object(refit)
@@ -427,13 +427,17 @@ def _forward_precision(device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def _refit(model, data, train_m, train_s, train_u, eval_units, val_before: float, norm, device,
-           rng) -> dict:
-    """Newton refit of the read-out on training windows; kept only if held-out agrees.
+def _refit(model, data, train_m, train_s, train_u, eval_units, before_eps: np.ndarray,
+           norm, device, rng) -> dict:
+    """Newton refit of the read-out on training windows; kept only if clearly better.
 
-    ``val_before`` is the held-out objective of the model as it comes in (the best one
-    found during training, on the same ``eval_units``); ``train_u`` the independent unit
-    of each training window.  Returns the refit's figures, ``kept``, and ``readout_sd``:
+    ``before_eps`` is the held-out EP of each window of ``eval_units`` under the model as
+    it comes in (the kept weights); the refit replaces them only when it beats them as an
+    evaluation must during training (:func:`_clearly_better`): its parameters include the
+    read-out of features the network never learnt when the warm start was kept, and a
+    chance gain on the validation windows would fit their noise.  ``train_u`` is the
+    independent unit of each training window.  Returns the refit's figures, ``kept``, and
+    ``readout_sd``:
     the training noise of the final read-out, as the standard deviation of the held-out
     mean EP per window (k_B).
     """
@@ -465,10 +469,11 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, val_before: float
         info = refit_readout(model, feats, ridge=ridge, columns=columns)
         if info.get("skipped"):
             break
-        val_after, mean_ep, _ = _evaluate(model, data, eval_units, norm, device)
-        if val_after > (val_before if best is None else best["val_after"]):
-            best = dict(info, ridge=ridge, val_before=val_before, val_after=val_after,
-                        val_mean_ep=mean_ep, state=copy.deepcopy(model.state_dict()))
+        val_after, mean_ep, eps = _evaluate(model, data, eval_units, norm, device)
+        if _clearly_better(eps, before_eps) and (best is None
+                                                 or val_after > best["val_after"]):
+            best = dict(info, ridge=ridge, val_after=val_after, val_mean_ep=mean_ep,
+                        state=copy.deepcopy(model.state_dict()))
     model.load_state_dict(start if best is None else best.pop("state"))
     out = {"kept": best is not None, **(best or {})}
     ev_m, ev_s, _ = flat_windows(eval_units)

@@ -181,7 +181,7 @@ def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns
 def scan_window_lengths(data: MovieSet, split: Split, norm: Normalisation, *,
                         window_seconds: float, device, seed: int, n_patterns: int,
                         max_k: int | None = None, max_seconds: float | None = None,
-                        rng: np.random.Generator | None = None) -> WindowScan:
+                        rng: np.random.Generator | None = None, stop=None) -> WindowScan:
     """Validation and test rates for a rising window length k (see the module's notes).
 
     Parameters
@@ -203,6 +203,8 @@ def scan_window_lengths(data: MovieSet, split: Split, norm: Normalisation, *,
         Time after which no longer window is tried.
     rng : numpy Generator, optional
         Draws the training windows of each fit and the bootstrap.
+    stop : threading.Event, optional
+        When set, no further window length is tried (a user's Stop).
     """
     t0 = time.perf_counter()
     rng = rng or np.random.default_rng(seed)
@@ -226,7 +228,8 @@ def scan_window_lengths(data: MovieSet, split: Split, norm: Normalisation, *,
     for k in LADDER:
         if max_k is not None and k > max_k:
             break
-        if max_seconds is not None and time.perf_counter() - t0 > max_seconds and val_rates:
+        if val_rates and ((max_seconds is not None and time.perf_counter() - t0 > max_seconds)
+                          or (stop is not None and stop.is_set())):
             break
         if min((len(c) - k + 1 for part in ("validation", "test") for c in coords[part]),
                default=0) < MIN_UNIT_WINDOWS:
