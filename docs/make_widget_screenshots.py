@@ -5,9 +5,11 @@ Run from the repository root under a virtual X display::
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_widget_screenshots.py [SHOT ...]
 
 SHOT is ``bead_spring`` (the 2-bead sample: ``widget_training.png`` while training,
-then ``widget_overlay_bead_spring.png`` (the map of one transition over the movie),
-``widget_density_bead_spring.png`` (the time-averaged map) and ``widget_trace.png`` (the
-EP trace and, beside it, the rate by window length that chose k).
+then ``widget_density_bead_spring.png`` (the time-averaged map, what a result shows
+first, with its colour bar), ``widget_overlay_bead_spring.png`` (the map of one
+transition over the movie, contrast "this frame") and ``widget_trace.png`` (the EP trace
+and, beside it, the rate by window length that chose k).  A result the code flags (a
+lower bound, a warning, nothing learnt) is refused: no shot shows it as a result.
 The viewer is filled the way ``napari-dissipation demo`` fills it (the plugin's
 sample-data and widget contributions) and the widget is driven through its Train button,
 so the pictures show what a user sees after one click.  Training uses the widget's
@@ -80,30 +82,38 @@ def _train(viewer, widget, *, seconds: float, during: str | None = None) -> None
               timeout=seconds + 120, what="training progress")
         widget.training_plot.redraw()
         _save_window(viewer, during)
-    _wait(lambda: not widget.busy, timeout=seconds + 600, what="the result")
-    if widget.result is None:
-        raise RuntimeError("training ended without a result (see the notifications)")
+    # the rate first, then the maps in the background: wait for both
+    _wait(lambda: widget.worker is None and widget.result is not None
+          and widget.result.has_density and widget.density_layer is not None,
+          timeout=seconds + 600, what="the result and its maps")
+    _settle(1.0)  # the per-transition layer comes a turn of the event loop later
+    result = widget.result
+    flags = list(result.lower_bound_reasons) + list(result.warnings)
+    if not (result.summary or {}).get("learnt", True):
+        flags.append("nothing learnt")
+    if flags:
+        raise RuntimeError(f"the result is flagged, not a screenshot: {flags}")
 
 
-def _show_result(viewer, movie, widget, *, frame: int) -> None:
+def _show_transition(viewer, movie, widget, *, frame: int) -> None:
+    """The per-transition map instead of the time average, each frame its own contrast."""
+    widget.density_layer.visible = False
+    widget.map_layer.visible = True
+    widget.results_panel.contrast.value = "frame"
     viewer.layers.selection.active = widget.map_layer
     widget.go_to_frame(min(frame, movie.data.shape[0] - 2))
     viewer.reset_view()
-
-
-def _save_density(viewer, widget, name: str) -> None:
-    """The time-averaged map instead of the per-transition one."""
-    widget.map_layer.visible = False
-    widget.density_layer.visible = True
-    viewer.layers.selection.active = widget.density_layer
-    _save_window(viewer, name)
 
 
 def shot_bead_spring(*, seconds: float) -> None:
     """Training on the 2-bead sample, then the overlay and the EP trace."""
     viewer, movie, widget = _viewer_with("bead_spring_2")
     _train(viewer, widget, seconds=seconds, during="widget_training.png")
-    _show_result(viewer, movie, widget, frame=200)
+    viewer.layers.selection.active = widget.density_layer
+    widget.go_to_frame(200)
+    viewer.reset_view()
+    _save_window(viewer, "widget_density_bead_spring.png")
+    _show_transition(viewer, movie, widget, frame=200)
     _save_window(viewer, "widget_overlay_bead_spring.png")
     path = IMAGES / "widget_trace.png"
     widget.results.trace_panel.grab().save(str(path))
@@ -112,7 +122,6 @@ def shot_bead_spring(*, seconds: float) -> None:
     print(widget.run_panel.result.value)
     if widget.run_panel.note.value:
         print(widget.run_panel.note.value)
-    _save_density(viewer, widget, "widget_density_bead_spring.png")
     viewer.close()
 
 

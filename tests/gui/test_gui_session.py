@@ -55,6 +55,18 @@ class FakeModel:
     def ep_rate_density(self, movie, *, dt=None, name="movie"):
         return self.dissipation_map(movie).mean(axis=0) / (dt or self.dt)
 
+    def ep_rate_ci(self, movie, *, dt=None, name="movie"):
+        rate = self.ep_rate(movie, dt=dt, name=name)
+        return rate, (rate - 1.0, rate + 1.0)
+
+    def rate_scale(self, dt=None):
+        return dt or self.dt
+
+    def iter_window_maps(self, movie, *, name="movie", batch=4):
+        maps = self.dissipation_map(movie)
+        for a in range(0, len(maps), batch):
+            yield a, maps[a: a + batch]
+
 
 def result(maps=True) -> Result:
     m = np.ones((9, 4, 5), np.float32)
@@ -89,7 +101,17 @@ def test_idle_allows_training_only_until_there_is_a_model_and_a_result(session):
         session.can("dance")
 
 
-def test_training_stop_maps_and_success(session):
+def run_generator(gen):
+    """Everything a job generator yields, and what it returns."""
+    yielded = []
+    while True:
+        try:
+            yielded.append(next(gen))
+        except StopIteration as stop:
+            return yielded, stop.value
+
+
+def test_training_stop_and_success_then_maps(session):
     stopper = Stopper()
     session.start("train", stopper=stopper)
     assert session.state is State.TRAINING and session.job == "Training"
@@ -103,17 +125,28 @@ def test_training_stop_maps_and_success(session):
     assert session.request_stop() and session.stop_requested and stopper.stops == 1
     assert session.state is State.STOPPING and not session.can("stop")
     assert not session.request_stop() and stopper.stops == 1
-    session.begin_maps()
-    assert session.state is State.ESTIMATING and session.job == "Training"
     model = FakeModel()
-    session.succeed(model=model, result=result())
+    res = result()
+    res.maps = res.density = None  # a result comes without maps: they follow the rate
+    session.succeed(model=model, result=res)
     assert session.state is State.IDLE and session.model is model
-    assert session.log == [("state", "training"), ("state", "stopping"),
-                           ("state", "estimating"), ("state", "idle"), ("model", model),
-                           ("result", "trained"), ("finished", "Training", True)]
-    assert session.can("estimate") and session.can("save") and session.can("export_maps")
+    assert session.log == [("state", "training"), ("state", "stopping"), ("state", "idle"),
+                           ("model", model), ("result", "trained"),
+                           ("finished", "Training", True)]
+    assert session.can("estimate") and session.can("save") and session.can("export")
+    assert "press Compute maps" in session.why_not("export_maps")
     session.end()  # the worker's finished signal comes after: nothing more happens
     assert session.log[-1] == ("finished", "Training", True)
+
+    session.start("maps", stopper=stopper)  # the maps, after the rate is shown
+    assert session.state is State.MAPPING and session.can("stop")
+    _, out = run_generator(jobs.maps(model, np.ones((10, 4, 5), np.float32), dt=0.1,
+                                     name="m"))
+    maps_seen = []
+    session.maps_changed.connect(maps_seen.append)
+    session.succeed(maps=out)
+    assert maps_seen == [res] and res.has_maps and res.has_density
+    assert session.can("export_maps") and "computed" in session.why_not("maps")
 
 
 def test_a_failure_returns_to_idle_with_events(session):
@@ -144,13 +177,13 @@ def test_exports_need_a_result_and_maps(session):
 
 
 def test_only_listed_transitions_happen(session):
-    with pytest.raises(RuntimeError, match="from idle"):
-        session.begin_maps()
+    with pytest.raises(Refused, match="no result"):
+        session.start("maps")
     session.set_model(FakeModel())
     session.start("estimate")
     assert not session.request_stop()  # estimation has no Stop
-    with pytest.raises(RuntimeError):
-        session.begin_maps()
+    with pytest.raises(RuntimeError, match="from estimating to mapping"):
+        session._set_state(State.MAPPING)
 
 
 def test_closing_stops_a_training(session):
@@ -210,14 +243,21 @@ def test_a_training_result_carries_k_the_curve_and_the_lower_bound():
 
 
 # ------------------------------------------------------------------ jobs
-def test_estimate_job_and_model_checks():
+def test_estimate_and_maps_jobs_and_model_checks():
     model = FakeModel(dt=0.1)
     movie = np.random.default_rng(0).normal(size=(12, 4, 5)).astype(np.float32)
     out = jobs.estimate(model, movie, dt=0.1, name="m")
-    assert out.ep.shape == (11,) and out.maps.shape == (11, 4, 5)
-    assert out.frames_per_input == 2  # the model's
-    np.testing.assert_allclose(out.maps.sum(axis=(1, 2)), out.ep, rtol=1e-5, atol=1e-5)
-    assert out.density.shape == (4, 5)
+    assert out.ep.shape == (11,) and out.frames_per_input == 2  # the model's
+    assert out.ep_rate == pytest.approx(model.ep_rate(movie, dt=0.1))
+    assert out.ep_rate_ci == pytest.approx((out.ep_rate - 1, out.ep_rate + 1))
+    fractions, maps = run_generator(jobs.maps(model, movie, dt=0.1, name="m"))
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) == 3
+    assert maps.maps.shape == (11, 4, 5) and maps.density.shape == (4, 5)
+    np.testing.assert_allclose(maps.maps.sum(axis=(1, 2)), out.ep, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(maps.density, model.ep_rate_density(movie, dt=0.1), rtol=1e-5)
+    lo, hi = maps.limits
+    assert lo == -hi and hi > 0 and maps.frame_limits.shape == (11,)
+    assert np.all(maps.frame_limits <= np.abs(maps.maps).max(axis=(1, 2)) + 1e-6)
     assert jobs.check_model_fits(model, movie, dt=0.1, name="m") is None
     assert "dt = 0.2 s" in jobs.check_model_fits(model, movie, dt=0.2, name="m")
     with pytest.raises(InputError, match="6 x 5 pixels.*4 x 5"):
@@ -230,8 +270,8 @@ def test_maps_over_the_memory_limit_are_not_kept(monkeypatch):
     monkeypatch.setattr(jobs, "MAX_MAP_BYTES", 4 * 11 * 4 * 5 - 1)
     movie = np.zeros((12, 4, 5), np.float32)
     assert not jobs.maps_fit(movie.shape)
-    out = jobs.estimate(FakeModel(), movie, dt=0.1, name="m")
-    assert out.maps is None and out.density.shape == (4, 5)
+    _, out = run_generator(jobs.maps(FakeModel(), movie, dt=0.1, name="m"))
+    assert out.maps is None and out.frame_limits is None and out.density.shape == (4, 5)
 
 
 def test_unexpected_errors_are_wrapped_input_errors_are_not():
@@ -261,23 +301,19 @@ def test_export_jobs_write_the_engine_formats(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_job_yields_progress_then_mapping_and_returns_the_model(bead_spring_small):
+def test_train_job_yields_progress_and_returns_the_model_then_maps(bead_spring_small):
     from napari_dissipation.estimate import EPEstimator
 
     movie = bead_spring_small.movies[0][:120]
     est = EPEstimator(max_iterations=20, channels=4, batch_size=32, eval_every=10,
                       eval_windows=100, threads=1, seed=0, frames_per_input=3)
-    gen = jobs.train(est, movie, dt=0.01, name="chain")
-    yielded = []
-    while True:
-        try:
-            yielded.append(next(gen))
-        except StopIteration as stop:
-            out = stop.value
-            break
-    assert yielded[-1] == jobs.MAPPING
-    assert all(hasattr(r, "iteration") for r in yielded[:-1]) and len(yielded) > 1
+    yielded, out = run_generator(jobs.train(est, movie, dt=0.01, name="chain"))
+    assert all(hasattr(r, "iteration") for r in yielded) and len(yielded) > 1
     assert out.model is est.model_ and out.fit.iterations == 20
     assert out.fit.frames_per_input == 3 and not out.window_chosen  # set, not chosen
-    assert out.ep.shape == (119,) and out.maps.shape == (119, 20, 40)
-    np.testing.assert_allclose(out.maps.sum(axis=(1, 2)), out.ep, rtol=1e-3, atol=1e-3)
+    assert out.ep.shape == (119,)
+    _, maps = run_generator(jobs.maps(out.model, movie, dt=0.01, name="chain"))
+    assert maps.maps.shape == (119, 20, 40)
+    np.testing.assert_allclose(maps.maps.sum(axis=(1, 2)), out.ep, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(maps.density, out.model.ep_rate_density(movie, dt=0.01),
+                               rtol=1e-4, atol=1e-6)

@@ -20,7 +20,12 @@ from qtpy.QtCore import QTimer  # noqa: E402
 
 from napari_dissipation.errors import InputError  # noqa: E402
 from napari_dissipation.gui import jobs  # noqa: E402
-from napari_dissipation.gui.layers import MovieSelection  # noqa: E402
+from napari_dissipation.gui.layers import (  # noqa: E402
+    DENSITY_NAME,
+    MAP_NAME,
+    MovieSelection,
+    symmetric_limits,
+)
 from napari_dissipation.gui.session import Result, State  # noqa: E402
 from napari_dissipation.gui.widget import DissipationWidget  # noqa: E402
 
@@ -72,7 +77,42 @@ def fake_result(layer, *, dt, selection=None, maps=True) -> Result:
                   time_axis=0), scale=tuple(layer.scale), translate=tuple(layer.translate),
                   n_frames=n, dt=dt, ep=m.sum(axis=(1, 2)), maps=m if maps else None,
                   density=m.mean(0) / dt, ep_rate=2.0312, ep_rate_ci=(1.9, 2.15),
-                  how="trained", layer=layer)
+                  how="trained", layer=layer, limits=symmetric_limits(m),
+                  units=tuple(str(u) for u in layer.units),
+                  frame_limits=np.abs(m).max(axis=(1, 2)) / 2)
+
+
+def maps_shown(widget) -> bool:
+    """Whether every job has ended and the result's maps are all in the viewer."""
+    r, layer = widget.result, widget.map_layer
+    return (widget.worker is None and r is not None and r.has_maps and layer is not None
+            and maps_on_screen(widget, r))
+
+
+def show(widget, result: Result) -> None:
+    """Make ``result`` current and show its maps, as a training run and its maps job do."""
+    widget.session.set_result(result)
+    show_maps(widget, result)
+
+
+def show_maps(widget, result: Result) -> None:
+    """The maps' event; the per-transition layer comes a turn of the event loop later."""
+    from qtpy.QtWidgets import QApplication
+
+    widget.session.maps_changed.emit(result)
+    deadline = time.monotonic() + 5
+    while not maps_on_screen(widget, result):
+        assert time.monotonic() < deadline, "the map layers never came"
+        QApplication.processEvents()
+
+
+def maps_on_screen(widget, result: Result) -> bool:
+    """Whether the map layers of ``result`` are in the viewer with their colour bars."""
+    layers = [widget.density_layer]
+    if result.maps is not None:
+        layers.append(widget.map_layer)
+    return all(layer is not None and layer.colorbar.visible for layer in layers) and (
+        result.maps is None or widget.map_layer.data.shape[-3] == len(result.ep))
 
 
 def test_widget_docks_from_the_manifest(make_napari_viewer):
@@ -101,7 +141,7 @@ def test_layer_picker_is_magicguis_image_combo_without_result_layers(viewer_widg
     assert widget.movie_layer is newer
 
 
-def test_dt_from_metadata_scale_or_user(viewer_widget):
+def test_dt_from_metadata_scale_or_user(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     panel = widget.movie_panel
     movie = blob_movie(20)
@@ -124,6 +164,31 @@ def test_dt_from_metadata_scale_or_user(viewer_widget):
     assert panel.dt_source.value == "from layer metadata"
     panel.dt.value = 0.5
     assert widget.dt() == 0.5
+
+    # what the plugin's reader writes (the io contract): dt from the file, scale in s, µm
+    read = viewer.add_image(movie, name="read", scale=(0.1, 0.108, 0.108),
+                            units=("s", "µm", "µm"),
+                            metadata={"dt": 0.1, "dt_source": "ImageJ finterval",
+                                      "path": "/data/m.tif", "pixel_size": 0.108,
+                                      "pixel_unit": "µm"})
+    widget.select_layer(read)
+    assert widget.dt() == pytest.approx(0.1)
+    assert panel.dt_source.value == "from file metadata (ImageJ finterval)"
+    seconds = viewer.add_image(movie, name="one second", scale=(1.0, 1, 1),
+                               units=("s", "pixel", "pixel"))
+    widget.select_layer(seconds)  # a scale of 1 with unit seconds is a dt, not a default
+    assert widget.dt() == 1.0 and panel.dt_source.value == "from layer scale"
+
+    for typed in ("-1", "0"):  # refused in words, never silently 1
+        panel.dt.native.setText("")
+        qtbot.keyClicks(panel.dt.native, typed)
+        assert panel.dt.native.text() == typed
+        assert "positive" in panel.dt_source.value
+        notes = Notes()
+        widget.train()
+        assert widget.worker is None
+        assert any(f"must be a positive number of seconds, not '{typed}'" in m
+                   for m in notes.messages)
 
 
 def test_bad_layers_give_a_notification_not_a_crash(viewer_widget):
@@ -200,10 +265,11 @@ def test_time_axis_of_a_4d_layer(viewer_widget):
     out = fake_result(layer, dt=0.1, selection=sel)
     maps = np.zeros((24, 10, 12), np.float32)
     out.maps, out.ep, out.density, out.n_frames = maps, maps.sum((1, 2)), maps[0], 25
-    widget.session.set_result(out)
-    map_layer = viewer.layers["czyx EP map"]
+    out.frame_limits = np.ones(24)
+    show(widget, out)
+    map_layer = viewer.layers[MAP_NAME]
     assert map_layer.data.shape == (1, 24, 10, 12)
-    assert viewer.layers["czyx EP rate density"].data.shape == (1, 25, 10, 12)
+    assert viewer.layers[DENSITY_NAME].data.shape == (1, 25, 10, 12)
     np.testing.assert_allclose(map_layer.data_to_world((0, 7, 0, 0)),
                                layer.data_to_world((2, 7, 0, 0)))
     widget.go_to_frame(9)
@@ -211,33 +277,70 @@ def test_time_axis_of_a_4d_layer(viewer_widget):
     assert widget.trace_plot.marker_x() == pytest.approx(0.9)
 
 
+def test_a_drawn_rectangle_is_the_region_and_its_roi_flag(viewer_widget):
+    """A Shapes rectangle picked as the region crops the movie (data pixels, whatever
+    the layers' scales), the status gives the command line's --roi, and the maps are
+    placed back on the region."""
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(np.zeros((30, 40, 50), np.float32), name="movie",
+                             scale=(0.1, 0.5, 0.5))
+    widget.select_layer(layer)
+    box = np.array([[5.0, 10.0], [5.0, 20.0], [15.0, 20.0], [15.0, 10.0]])  # world units
+    shapes = viewer.add_shapes([box], shape_type="rectangle", name="box")
+    panel = widget.movie_panel
+    panel.region.value = shapes
+    sel = widget.selection()
+    assert sel.roi == (10, 30, 20, 40)
+    assert sel.movie(layer.data).shape == (30, 20, 20)
+    assert "--roi 10:30,20:40" in panel.status.value
+    np.testing.assert_allclose(sel.translate_for(layer.scale, layer.translate), [0, 5, 10])
+    panel.region.value = ""
+    assert widget.selection().roi is None
+
+
 def test_outputs_layers_trace_marker_and_click(viewer_widget):
     viewer, widget = viewer_widget
     exact = np.linspace(-1, 1, 39)
     movie = viewer.add_image(blob_movie(40), name="movie", scale=(0.05, 0.2, 0.2),
-                             translate=(1.0, 3.0, -2.0),
+                             translate=(1.0, 3.0, -2.0), units=("s", "µm", "µm"),
                              metadata={"truth": {"step_ep": exact, "ep_rate": 1.5}})
-    widget.session.set_result(fake_result(movie, dt=0.05))
+    result = fake_result(movie, dt=0.05)
+    widget.session.set_result(result)  # the rate first, the maps after
+    assert DENSITY_NAME not in viewer.layers
+    show_maps(widget, result)
 
-    maps = viewer.layers["movie EP map"]
-    density = viewer.layers["movie EP rate density"]
+    maps = viewer.layers[MAP_NAME]
+    density = viewer.layers[DENSITY_NAME]
     assert widget.map_layer is maps and widget.density_layer is density
     assert maps.data.shape == (39, 12, 12)
     assert density.data.shape == (12, 12)
+    # the time average shows first; each layer has its colour bar, apart from the other
+    assert density.visible and not maps.visible
+    assert density.colorbar.visible and maps.colorbar.visible
+    assert density.colorbar.position != maps.colorbar.position
     np.testing.assert_allclose(maps.scale, movie.scale)
     np.testing.assert_allclose(maps.translate, movie.translate)
     np.testing.assert_allclose(density.scale, movie.scale[1:])
     np.testing.assert_allclose(density.translate, movie.translate[1:])
+    assert [str(u) for u in maps.units] == [str(u) for u in movie.units]
+    assert [str(u) for u in density.units] == [str(u) for u in movie.units[1:]]
     # transition t -> t+1 sits on movie frame t
     for t in (0, 17, 38):
         np.testing.assert_allclose(maps.data_to_world((t, 0, 0)), movie.data_to_world((t, 0, 0)))
     lo, hi = maps.contrast_limits
     assert lo == pytest.approx(-hi) and hi > 0
+    widget.results_panel.contrast.value = "frame"  # each transition its own range
+    for t in (5, 20):
+        viewer.dims.set_point(0, movie.data_to_world((t, 0, 0))[0])
+        assert maps.contrast_limits[1] == pytest.approx(result.frame_limits[t])
+    widget.results_panel.contrast.value = "movie"
+    assert tuple(maps.contrast_limits) == pytest.approx((lo, hi))
     assert maps.blending in ("translucent", "additive") and 0.3 <= maps.opacity <= 1
     assert maps.metadata["dissipation"]["ep_rate"] == pytest.approx(2.0312)
     assert maps.metadata["dissipation"]["dt"] == pytest.approx(0.05)
     text = widget.run_panel.result.value
     assert text.startswith("EP rate = 2.03 k_B/s (95% CI 1.90\u20132.15)")
+    assert len(maps.name) <= 30 and "k_B" in maps.name and "k_B/s" in density.name
     assert "exact rate of this simulated movie: 1.5 k_B/s" in text
     assert widget.results_panel.export_trace_button.enabled
     assert widget.results_panel.export_maps_button.enabled
@@ -273,7 +376,7 @@ def test_the_trace_dock_goes_with_the_widget(make_napari_viewer, how):
     widget = DissipationWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Entropy production")
     movie = viewer.add_image(blob_movie(20), name="movie", metadata={"dt": 0.1})
-    widget.session.set_result(fake_result(movie, dt=0.1))
+    show(widget, fake_result(movie, dt=0.1))
     assert "EP trace" in viewer.window.dock_widgets
     if how == "close":
         widget.close()
@@ -283,7 +386,7 @@ def test_the_trace_dock_goes_with_the_widget(make_napari_viewer, how):
     assert widget.trace_dock is None
     viewer.add_image(blob_movie(20), name="later")  # the widget no longer listens
     assert widget.movie_layer is movie
-    widget.session.set_result(fake_result(movie, dt=0.1))  # e.g. a job ending late
+    show(widget, fake_result(movie, dt=0.1))  # e.g. a job ending late
     assert "EP trace" not in viewer.window.dock_widgets
 
 
@@ -326,19 +429,22 @@ def test_training_keeps_the_viewer_responsive_and_stops_fast(viewer_widget, qtbo
         assert widget.session.state is State.STOPPING
         assert not widget.run_panel.stop_button.enabled
     stop_seconds = time.perf_counter() - t_stop
-    timer.stop()
     print(f"Stop -> worker finished: {stop_seconds:.2f} s")
     assert stop_seconds < 2.0, stop_seconds
-    assert not widget.busy and widget.run_panel.train_button.enabled
+    # the rate is on screen; the maps follow in the background
     assert widget.result is not None and widget.result.summary["stop_reason"] == "stopped"
+    assert "EP rate" in widget.run_panel.result.value
+    qtbot.waitUntil(lambda: maps_shown(widget), timeout=10_000)
+    timer.stop()
+    assert widget.run_panel.train_button.enabled
     assert widget.model.is_fitted and widget.run_panel.estimate_button.enabled
-    assert viewer.layers["spot EP map"].data.shape == (199, 12, 12)
-    assert viewer.layers["spot EP rate density"].data.shape == (12, 12)
+    assert viewer.layers[MAP_NAME].data.shape == (199, 12, 12)
+    assert viewer.layers[DENSITY_NAME].data.shape == (12, 12)
     assert len(widget.trace_plot.ep) == 199
-    np.testing.assert_allclose(viewer.layers["spot EP map"].data.sum(axis=(1, 2)),
+    np.testing.assert_allclose(viewer.layers[MAP_NAME].data.sum(axis=(1, 2)),
                                widget.trace_plot.ep, rtol=1e-3, atol=1e-3)
     text = widget.run_panel.result.value
-    assert "EP rate" in text and "95% CI" in text
+    assert "EP rate" in text and "95% CI" in text and "held-out time blocks" in text
     assert "k = 2 frames per input, as set" in text
     assert "stopped by you" in widget.run_panel.status.value
     assert widget.run_panel.progress.value == 1000
@@ -351,8 +457,7 @@ def test_save_load_estimate_and_export(viewer_widget, qtbot, tmp_path):
     widget.select_layer(first)
     widget.set_options(max_iterations=20, **{**FAST, "frames_per_input": "auto"})
     widget.train()
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    assert widget.result is not None
+    qtbot.waitUntil(lambda: maps_shown(widget), timeout=60_000)
     k = widget.result.frames_per_input  # chosen from the data, with its curve beside the trace
     assert widget.model.frames_per_input == k
     if widget.result.rate_by_window:
@@ -374,9 +479,14 @@ def test_save_load_estimate_and_export(viewer_widget, qtbot, tmp_path):
         assert widget2.run_panel.estimate_button.enabled
         widget2.estimate()
         assert widget2.session.state is State.ESTIMATING
-        qtbot.waitUntil(lambda: widget2.worker is None, timeout=30_000)
-        assert widget2.result.how == "estimated" and widget2.result.ep_rate_ci is None
-        assert viewer.layers["second EP map"].data.shape == (59, 10, 10)
+        qtbot.waitUntil(lambda: maps_shown(widget2), timeout=30_000)
+        # the same quantity as the model's rate, with an interval from time blocks
+        assert widget2.result.how == "estimated"
+        rate, ci = widget.model.ep_rate_ci(second.data, dt=0.01)
+        assert widget2.result.ep_rate == pytest.approx(rate)
+        assert widget2.result.ep_rate_ci == pytest.approx(ci)
+        assert "measured on all 59 transitions" in widget2.run_panel.result.value
+        assert viewer.layers[MAP_NAME].data.shape == (59, 10, 10)
         np.testing.assert_allclose(widget2.result.ep, widget.model.stochastic_ep(second.data),
                                    atol=1e-5)
         assert widget2.run_panel.result.value.startswith("EP rate = ")
@@ -392,6 +502,14 @@ def test_save_load_estimate_and_export(viewer_widget, qtbot, tmp_path):
     finally:
         widget2.close()
 
+    # Estimate on the movie it was trained on says that this rate counts training frames
+    widget.select_layer(first)
+    widget.estimate()
+    qtbot.waitUntil(lambda: widget.result.how == "estimated" and maps_shown(widget),
+                    timeout=30_000)
+    assert "trained on" in widget.run_panel.note.value
+    assert "measured on all 119 transitions" in widget.run_panel.result.value
+
     widget.export_trace(tmp_path / "trace.csv")
     assert widget.session.state is State.EXPORTING
     assert not widget.results_panel.export_maps_button.enabled
@@ -403,6 +521,17 @@ def test_save_load_estimate_and_export(viewer_widget, qtbot, tmp_path):
     widget.export_maps(tmp_path / "maps.tif")
     qtbot.waitUntil(lambda: not widget.busy, timeout=10_000)
     assert tifffile.imread(tmp_path / "maps.tif").shape == (119, 10, 10)
+    assert widget.result.how == "estimated"
+    import json
+
+    assert widget.results_panel.record_button.enabled
+    widget.save_record(tmp_path / "record.json")
+    qtbot.waitUntil(lambda: not widget.busy, timeout=10_000)
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["dt"] == pytest.approx(0.01) and record["dt_source"] == "layer scale"
+    assert record["result"]["ep_rate"] == pytest.approx(widget.result.ep_rate)
+    assert record["selection"]["layer"] == "first" and record["inputs"] == []
+    assert record["options"]["frames_per_input"] == k and record["versions"]["numpy"]
     from napari_dissipation.io import read_movie
 
     assert read_movie(tmp_path / "maps.tif").dt == pytest.approx(0.01)
@@ -428,9 +557,9 @@ def test_too_large_maps_are_skipped_not_held(viewer_widget, monkeypatch, qtbot, 
     monkeypatch.setattr(jobs, "MAX_MAP_BYTES", 4 * 39 * 12 * 12 - 1)
     assert not jobs.maps_fit(movie.data.shape)
     notes = Notes()
-    widget.session.set_result(fake_result(movie, dt=0.1, maps=False))
-    assert "long EP map" not in viewer.layers
-    assert viewer.layers["long EP rate density"].visible
+    show(widget, fake_result(movie, dt=0.1, maps=False))
+    assert MAP_NAME not in viewer.layers
+    assert viewer.layers[DENSITY_NAME].visible
     assert any("maps skipped" in m for m in notes.messages)
     assert not widget.results_panel.export_maps_button.enabled
     with pytest.raises(InputError, match="too large"):
@@ -496,3 +625,15 @@ def test_nothing_learnt_is_said_in_the_status(viewer_widget, qtbot):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     assert widget.result is not None and widget.result.ep_rate == 0.0
     assert "nothing was learnt" in widget.run_panel.status.value
+
+
+def test_a_long_trace_is_drawn_as_its_envelope():
+    from napari_dissipation.gui.plots import MAX_POINTS, envelope
+
+    t = np.arange(20_000) * 0.01
+    y = np.random.default_rng(5).normal(size=t.size)
+    ts, ys = envelope(t, y)
+    assert len(ts) == MAX_POINTS and np.all(np.diff(ts) >= 0)
+    assert ys.max() == y.max() and ys.min() == y.min()  # every spike stays visible
+    short_t, short_y = envelope(t[:100], y[:100])
+    np.testing.assert_array_equal(short_y, y[:100])

@@ -59,6 +59,14 @@ def test_dt_prefers_metadata_then_scale():
     assert dt_from_layer({"dt": "bad"}, (1.0, 1, 1), 0) == (None, "")
     assert dt_from_layer(None, (3, 0.1, 1, 1), 1) == (0.1, "layer scale")
     assert dt_from_layer({"dt": -1}, (1, 1, 1), 0) == (None, "")
+    # the plugin's reader: dt from the file, and says which field
+    read = {"dt": 0.1, "dt_source": "ImageJ finterval", "path": "/d/m.tif"}
+    assert dt_from_layer(read, (0.1, 1, 1), 0) == (0.1, "file metadata (ImageJ finterval)")
+    assert dt_from_layer({"dt": 0.1, "path": "/d/m.tif"}, (1, 1, 1), 0) == (0.1,
+                                                                           "file metadata")
+    # a time scale of 1 with unit seconds is a dt; without a unit it is napari's default
+    assert dt_from_layer({}, (1.0, 1, 1), 0, ("second", "um", "um")) == (1.0, "layer scale")
+    assert dt_from_layer({}, (1.0, 1, 1), 0, ("pixel", "pixel", "pixel")) == (None, "")
 
 
 def test_selection_cuts_and_restores_axes():

@@ -18,6 +18,7 @@ pytest.importorskip("pytestqt")
 from qtpy.QtCore import Qt  # noqa: E402
 
 from napari_dissipation import FitResult  # noqa: E402
+from napari_dissipation.gui import jobs  # noqa: E402
 from napari_dissipation.gui.layers import MovieSelection  # noqa: E402
 from napari_dissipation.gui.session import Result, fit_fields  # noqa: E402
 from napari_dissipation.gui.widget import DissipationWidget  # noqa: E402
@@ -46,11 +47,10 @@ def fit_result(*, n_transitions: int, k: int = 8, reasons=(), curve=CURVE) -> Fi
 
 
 def result_of(layer, fit: FitResult, *, window_chosen: bool = True) -> Result:
-    n = layer.data.shape[0]
-    maps = np.zeros((n - 1, *layer.data.shape[1:]), np.float32)
+    """A training run's result as the widget makes it: rate and trace, maps later."""
     return Result.of_layer(layer, MovieSelection(ndim=3, time_axis=0), fit.dt,
-                           ep=fit.stochastic_ep[0], maps=maps, density=maps[0],
-                           how="trained", **fit_fields(fit, window_chosen=window_chosen))
+                           ep=fit.stochastic_ep[0], how="trained",
+                           **fit_fields(fit, window_chosen=window_chosen))
 
 
 @pytest.fixture
@@ -100,10 +100,15 @@ def test_a_lower_bound_is_said_next_to_the_rate_with_its_reasons(viewer_widget):
     viewer, widget = viewer_widget
     movie = viewer.add_image(np.zeros((41, 8, 8), np.float32), name="noisy",
                              metadata={"dt": 0.01})
-    widget.session.set_result(result_of(movie, fit_result(n_transitions=40, reasons=[RISING])))
+    result = result_of(movie, fit_result(n_transitions=40, reasons=[RISING]))
+    widget.session.set_result(result)
+    result.set_maps(jobs.MapsOutcome(np.zeros((40, 8, 8), np.float32),
+                                     np.zeros((8, 8), np.float32), (-1.0, 1.0), np.ones(40)))
+    widget.session.maps_changed.emit(result)  # what the maps job does once it is done
     lines = widget.run_panel.result.value.splitlines()
     assert lines[0] == "EP rate \u2265 1.93 k_B/s (lower bound; 95% CI 1.60\u20132.30)"
-    assert lines[1] == "k = 8 frames per input, chosen from the data"
+    assert lines[1].startswith("measured on 1 held-out time block (40 of 40 transitions)")
+    assert lines[2] == "k = 8 frames per input, chosen from the data"
     note = widget.run_panel.note
     assert not note.native.isHidden()
     assert note.value.startswith("Lower bound: the rate still rose with the window length")
@@ -116,7 +121,7 @@ def test_a_lower_bound_is_said_next_to_the_rate_with_its_reasons(viewer_widget):
     widget.session.set_result(result_of(movie, fit, window_chosen=False))
     lines = widget.run_panel.result.value.splitlines()
     assert lines[0] == "EP rate = 1.93 k_B/s (95% CI 1.60\u20132.30)"
-    assert lines[1] == "k = 3 frames per input, as set"
+    assert lines[2] == "k = 3 frames per input, as set"
     assert note.native.isHidden() and note.value == ""
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``napari-dissipation {simulate,fit,map,demo} ...``.
+"""Command line: ``napari-dissipation {simulate,fit,map,rerun,demo} ...``.
 
 Each subcommand lives in its own module with a ``register(subparsers)`` function that
 adds its parser and sets ``func``.  Errors in the user's input (:class:`InputError`)
@@ -16,7 +16,7 @@ from importlib import import_module
 from ..errors import InputError
 from ._common import error_message
 
-SUBCOMMANDS = ("simulate", "fit", "map", "demo")
+SUBCOMMANDS = ("simulate", "fit", "map", "rerun", "demo")
 PROG = "napari-dissipation"
 
 
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the run's record
     try:
         result = args.func(args)
     except InputError as exc:

@@ -20,6 +20,7 @@ SELECTION_FLAGS = {
     "z": "--z N",
     "series": "--series N",
     "roi": "--roi Y0:Y1,X0:X1",
+    "axes": "--axes LETTERS",
     "dt": "--dt SECONDS",
 }
 
@@ -56,7 +57,7 @@ def read_movies(paths, args=None) -> list[MovieFile]:
     Folders and globs of TIFFs are expanded; ``args`` (the parsed command line) supplies
     ``--channel``, ``--z``, ``--series`` and ``--roi`` when the subcommand has them.
     """
-    pick = {k: getattr(args, k, None) for k in ("channel", "z", "series", "roi")}
+    pick = {k: getattr(args, k, None) for k in ("channel", "z", "series", "roi", "axes")}
     return _read_movies(paths, **pick)
 
 
@@ -70,6 +71,11 @@ def add_selection_arguments(parser) -> None:
                    help="series (OME image, stage position) of files holding several")
     g.add_argument("--roi", default=None, metavar="Y0:Y1,X0:X1",
                    help="crop every frame to rows Y0:Y1 and columns X0:X1 before use")
+    g.add_argument("--axes", default=None, metavar="LETTERS",
+                   help="the file's axes, overriding its own names: T time, M independent "
+                   "movies, C channel, Z z-plane, Y X the frame, e.g. MTYX or TCYX. Without "
+                   "names (.npy, plain TIFF) axes of length 1 are ignored and the rest is "
+                   "(T, H, W) or (M, T, H, W): M movies of T frames")
 
 
 def choose_dt(flag: float | None, movies: list[MovieFile]) -> tuple[float, str]:

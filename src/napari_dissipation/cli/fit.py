@@ -3,7 +3,9 @@
 RUN/ holds ``summary.json`` (rate, interval, dt, counts, time), ``stochastic_ep.csv``
 (``movie,frame,ep``: every transition of every input movie), ``model.pt`` (the estimator,
 safe to load), ``config.json`` (every option and what was learnt about the data) and
-``history.csv`` (one row per evaluation).  It prints the rate for a rising window length
+``history.csv`` (one row per evaluation) and ``record.json`` (what produced the run:
+versions, options, seeds, inputs with their SHA-256; ``napari-dissipation rerun`` repeats
+it).  It prints the rate for a rising window length
 (the table ``summary.json`` keeps as ``rate_by_window``) and says when the rate is a lower
 bound, and why.  The folder appears only when complete, and an
 existing RUN is never touched.
@@ -26,6 +28,7 @@ from pathlib import Path
 from ..errors import InputError
 from ._common import ProgressLine, add_selection_arguments, choose_dt, read_movies
 from ._estimator_options import add_estimator_arguments, estimator_options
+from .rerun import fit_record, input_checks
 
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -59,6 +62,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..estimate import EPEstimator, distributed
     from ..io import atomic_output, write_json, write_stochastic_ep_csv
+    from ..record import RECORD_FILE, write_record
 
     out = Path(args.out)
     if out.exists():
@@ -78,8 +82,9 @@ def run(args) -> int:
                          "add --resume to continue it, or delete the folder to start again")
     movies = read_movies(args.movies, args)
     dt, dt_source = choose_dt(args.dt, movies)
+    checks = input_checks(movies)  # notes on the inputs, warnings on glued movies
     est = EPEstimator(**estimator_options(args))
-    names = [str(m.path) for m in movies]
+    names = [m.name for m in movies]  # "data.npy[3]": movie 3 of a file holding several
     # Under torchrun only rank 0 shows progress and writes; RANK is set before the group.
     main_rank = os.environ.get("RANK", "0") == "0"
     bar = ProgressLine(enabled=not args.quiet and main_rank)
@@ -102,6 +107,8 @@ def run(args) -> int:
                                 movie_names=[Path(n).name for n in names])
         est.save(tmp / MODEL_FILE)
         _write_history(tmp / "history.csv", result.history)
+        write_record(tmp / RECORD_FILE, fit_record(args, movies, dt, dt_source, est, checks,
+                                                   result))
     if partial.exists() and _is_checkpoint_dir(partial):
         shutil.rmtree(partial, ignore_errors=True)
     distributed.shutdown()
@@ -116,9 +123,13 @@ def run(args) -> int:
     print(f"EP rate {bound}{result.ep_rate:.4g} k_B/s (95% CI {lo:.4g} to {hi:.4g}) on "
           f"{result.n_held_out} test windows of {result.frames_per_input} frames "
           f"({result.held_out_by}); wrote {out}/")
+    print(f"model: {result.model_stage} ({result.iterations} training steps, ended by "
+          f"{result.stop_reason})")
     if result.lower_bound:
         print("lower bound: " + "; ".join(result.lower_bound_reasons) + ". The true EP rate "
               "is likely higher.")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``napari-dissipation simulate {bead-spring,mosaic,filament-network} ... --out DIR``.
+"""``napari-dissipation simulate {bead-spring,mosaic,filament-network,...} ... --out DIR``.
 
 DIR/ holds ``movie_000.tif`` ... (one (T, H, W) TIFF per movie, dt and pixel size in its
 metadata), ``truth.json`` (exact EP rate, per-degree-of-freedom rates, regions, the true
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 
-SYSTEMS = ("bead-spring", "mosaic", "filament-network")
+SYSTEMS = ("bead-spring", "mosaic", "filament-network", "anharmonic-chain", "particle-field")
 
 
 def register(subparsers) -> None:
@@ -63,6 +63,7 @@ def register(subparsers) -> None:
     fn.add_argument("--stiffness", type=float, default=None, help="filament spring constant")
     _add_common(fn, frames=5000, movies=20)
     fn.set_defaults(func=run_filament_network)
+    _register_nonlinear(sub)
 
 
 def _add_chain_physics(p) -> None:
@@ -94,10 +95,24 @@ def _add_common(p, *, frames: int, movies: int) -> None:
                    help="Gaussian read noise std as a fraction of the spot peak, e.g. 0.1")
     r.add_argument("--bin", type=int, default=None, dest="binning",
                    help="integer binning factor (default 1)")
+    d = p.add_argument_group("microscope disturbances (all off by default; the exact EP is "
+                             "unchanged)")
+    d.add_argument("--bleach", type=float, default=None, metavar="SECONDS",
+                   help="bleaching time constant in seconds: spot brightness falls as "
+                   "exp(-t / SECONDS)")
+    d.add_argument("--illumination-drift", type=float, default=None, metavar="FRACTION",
+                   help="an uneven (tilted) background rising linearly over each movie to "
+                   "this fraction of the spot peak, e.g. 0.2")
+    d.add_argument("--stage-drift", type=float, default=None, metavar="PX_PER_S",
+                   help="rigid drift of the whole scene, output pixels per second")
+    d.add_argument("--stage-drift-angle", type=float, default=None, metavar="DEGREES",
+                   help="direction of the stage drift, degrees from the x (column) axis "
+                   "towards y (default 30)")
 
 
 _RENDER_FLAGS = ("psf_sigma", "pixels_per_unit", "background", "peak", "bit_depth", "photons",
-                 "read_noise", "binning")
+                 "read_noise", "binning", "bleach", "illumination_drift", "stage_drift",
+                 "stage_drift_angle")
 
 
 def _render_kwargs(args) -> dict:
@@ -169,6 +184,56 @@ def run_filament_network(args) -> int:
         n_movies=args.movies, n_frames=args.frames, dt=args.dt, seed=args.seed,
         **{k: v for k, v in physics.items() if v is not None}, **_render_kwargs(args))
     return write_simulation(out, sim, command="simulate filament-network")
+
+
+def _register_nonlinear(sub) -> None:
+    """The anharmonic chain and the particle field (simulate/anharmonic.py, particles.py)."""
+    ac = sub.add_parser(
+        "anharmonic-chain", help="1 or 2 beads joined by quartic springs (non-linear forces)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ac.add_argument("--beads", type=int, default=2, help="number of beads (1 or 2)")
+    ac.add_argument("--t-cold", type=float, default=1.0, help="temperature of bead 1")
+    ac.add_argument("--t-hot", type=float, default=10.0, help="temperature of bead N")
+    ac.add_argument("--quartic", dest="k4", type=float, default=3.0, metavar="K4",
+                    help="quartic coefficient: spring energy k e^2/2 + K4 e^4/4")
+    ac.add_argument("--substeps", type=int, default=40,
+                    help="Heun substeps per frame (the exact EP integrates the heat over them)")
+    _add_chain_physics(ac)
+    _add_common(ac, frames=5000, movies=20)
+    ac.set_defaults(func=run_anharmonic_chain)
+
+    pf = sub.add_parser(
+        "particle-field", help="independent particles in cells: driven gyrators and rotors "
+        "among equilibrium beads", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pf.add_argument("--gyrators", type=int, default=3, help="two-temperature beads in tilted traps")
+    pf.add_argument("--rotors", type=int, default=1, help="beads driven by a rotational force")
+    pf.add_argument("--equilibrium", type=int, default=5, help="beads at equilibrium")
+    pf.add_argument("--cell", type=int, default=32, help="side of each particle's cell, pixels")
+    pf.add_argument("--layout-seed", type=int, default=0, help="seed of the cells' shuffle")
+    _add_common(pf, frames=2000, movies=20)
+    pf.set_defaults(func=run_particle_field)
+
+
+def run_anharmonic_chain(args) -> int:
+    from .. import simulate
+
+    out = _check_out(args)
+    sim = simulate.anharmonic_chain(
+        n_beads=args.beads, t_cold=args.t_cold, t_hot=args.t_hot, k4=args.k4,
+        n_sub=args.substeps, n_movies=args.movies, n_frames=args.frames, dt=args.dt,
+        seed=args.seed, k=args.k, gamma=args.gamma, **_render_kwargs(args))
+    return write_simulation(out, sim, command="simulate anharmonic-chain")
+
+
+def run_particle_field(args) -> int:
+    from .. import simulate
+
+    out = _check_out(args)
+    sim = simulate.particle_field(
+        n_gyrators=args.gyrators, n_rotors=args.rotors, n_equilibrium=args.equilibrium,
+        cell=args.cell, layout_seed=args.layout_seed, n_movies=args.movies,
+        n_frames=args.frames, dt=args.dt, seed=args.seed, **_render_kwargs(args))
+    return write_simulation(out, sim, command="simulate particle-field")
 
 
 def write_simulation(out, sim, *, command: str = "simulate") -> int:

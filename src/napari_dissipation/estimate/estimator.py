@@ -19,6 +19,7 @@ from .config import EstimatorConfig
 from .data import MovieSet
 from .result import FitResult
 from .state import read_checkpoint
+from .stationarity import prepare_movies
 from .stats import bootstrap_rate_ci, per_transition, split_units, widen_interval
 from .train import Progress, train
 from .trained import TrainedModel, build_network, check_dt, resolve_device
@@ -148,6 +149,11 @@ class EPEstimator:
         data = MovieSet(movies, names=names, frames_per_input=2, stride=cfg.stride,
                         bin=cfg.bin)
         data.check_finite()
+        # Bleaching and drifts are an arrow of time that is not EP: check, correct, warn.
+        movies, warnings = prepare_movies(data.movies, dt, data.names,
+                                          correct=cfg.nonstationarity == "correct")
+        data = MovieSet(movies, names=data.names, frames_per_input=2, stride=cfg.stride,
+                        bin=cfg.bin)
         rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
         norm = data.normalisation(rng)
@@ -202,6 +208,7 @@ class EPEstimator:
             stop_reason=outcome.stop_reason, ci_info=info, config=self.config_dict(),
             frames_per_input=k, rate_by_window=scan.curve,
             lower_bound_reasons=_lower_bound_reasons(scan, k, cfg, outcome),
+            warnings=warnings,
         )
         return self.result_
 
@@ -213,7 +220,7 @@ class EPEstimator:
             budget = None if cfg.max_seconds is None else SCAN_BUDGET * cfg.max_seconds
             scan = scan_window_lengths(data, split, norm, window_seconds=cfg.stride * dt,
                                        device=device, seed=cfg.seed, n_patterns=cfg.n_patterns,
-                                       max_seconds=budget,
+                                       max_seconds=budget, stop=self._stop,
                                        rng=np.random.default_rng([cfg.seed, 0xC0DE]))
         if ctx.active:
             scan = ctx.broadcast_object(scan)

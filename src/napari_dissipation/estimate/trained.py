@@ -104,6 +104,13 @@ class TrainedModel:
         if data.raw_frame_shape != self.raw_frame_shape:
             raise InputError(f"{name}: frame size {data.raw_frame_shape} differs from the "
                              f"{self.raw_frame_shape} the model was trained on")
+        if getattr(self.config, "nonstationarity", "check") == "correct":
+            # The transform training applied (deterministic, per movie).
+            from .stationarity import correct_movie
+
+            data = MovieSet([correct_movie(data.movies[0])], names=[name],
+                            frames_per_input=self.frames_per_input, stride=self.stride,
+                            bin=self.bin)
         return data
 
     def check_movie(self, movie, *, name: str = "movie") -> None:
@@ -131,6 +138,31 @@ class TrainedModel:
         """Mean EP rate of one movie over all its windows, k_B/s (no interval: the
         interval of a fit comes from held-out data, see ``EPEstimator.fit``)."""
         return float(np.mean(self.window_ep(movie, name=name)) / self.rate_scale(dt))
+
+    def ep_rate_ci(self, movie, *, dt: float | None = None, name: str = "movie",
+                   n_blocks: int | None = None, seed: int = 0) -> tuple[float, tuple]:
+        """EP rate of one movie over all its windows, k_B/s, with a 95% interval.
+
+        The windows are cut into contiguous time blocks (``stats.N_TIME_BLOCKS`` unless
+        ``n_blocks`` is given), taken as independent units by
+        :func:`~.stats.bootstrap_rate_ci`: the interval covers the scatter of a finite
+        movie, not a bias of the model.  A movie the model was trained on gives a rate
+        flattered by that training; ``EPEstimator.fit`` measures on held-out blocks.
+
+        Returns
+        -------
+        rate : float
+            The same number as :meth:`ep_rate`.
+        (lo, hi) : tuple of float
+            Infinite when the movie has too few windows to tell.
+        """
+        from .stats import N_TIME_BLOCKS, bootstrap_rate_ci
+
+        eps = self.window_ep(movie, name=name)
+        blocks = np.array_split(eps, max(1, min(n_blocks or N_TIME_BLOCKS, len(eps))))
+        rate, ci, _ = bootstrap_rate_ci(blocks, self.rate_scale(dt),
+                                        rng=np.random.default_rng(seed))
+        return rate, ci
 
     def iter_window_maps(self, movie, *, name: str = "movie",
                          batch: int = 512) -> Iterator[tuple[int, np.ndarray]]:
@@ -210,6 +242,20 @@ def build_network(config: EstimatorConfig, frame_shape):
                  n_patterns=config.n_patterns, hidden=config.hidden)
 
 
+def _load_failure(path: Path, exc: Exception) -> str:
+    """Why ``torch.load`` refused a file, in words (torch's own message suggests
+    ``weights_only=False``, exactly what must not be done, and its codes mean nothing to a
+    user)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return "not a saved PyTorch file: truncated, or another kind of file"
+    if "weights only" in str(exc).lower():
+        return "it holds Python objects, which are not loaded because they could run code"
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return reason[:120]
+
+
 def load_model(path, *, device: str = "auto") -> TrainedModel:
     """Load a model saved by :meth:`TrainedModel.save` (or ``EPEstimator.save``).
 
@@ -231,13 +277,14 @@ def load_model(path, *, device: str = "auto") -> TrainedModel:
         if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
             raise ValueError("not a napari-dissipation model")
         cfg = json.loads(blob["config"])
-        config = EstimatorConfig.from_dict(dict(cfg["options"], device=device))
+        # Files from before the non-stationarity correction were trained on raw movies.
+        config = EstimatorConfig.from_dict({"nonstationarity": "check", **cfg["options"],
+                                            "device": device})
     except InputError as exc:
         raise InputError(f"{path}: not a usable model file ({exc})") from None
     except Exception as exc:
-        # torch's own message suggests weights_only=False, exactly what must not be done.
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a napari-dissipation model file ({reason[:120]})") from None
+        raise InputError(f"{path}: not a napari-dissipation model file "
+                         f"({_load_failure(path, exc)})") from None
     network = build_network(config, tuple(cfg["frame_shape"]))
     try:
         network.load_state_dict(_current_keys(dict(blob["state_dict"])))

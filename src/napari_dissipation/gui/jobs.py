@@ -26,8 +26,9 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = [
-    "MAX_MAP_BYTES", "MAPPING", "JobError", "TrainOutcome", "EstimateOutcome", "maps_fit",
-    "check_model_fits", "train", "estimate", "export_trace", "export_maps",
+    "MAX_MAP_BYTES", "JobError", "TrainOutcome", "EstimateOutcome", "MapsOutcome",
+    "maps_fit", "check_model_fits", "train", "estimate", "maps", "export_trace",
+    "export_maps", "export_record",
 ]
 
 #: Largest per-transition map stack (float32 bytes) a job hands to the widget; beyond it
@@ -35,8 +36,6 @@ __all__ = [
 MAX_MAP_BYTES = 1 << 30
 #: Nice value of a job's thread (Linux): the viewer stays smooth on a busy CPU.
 WORKER_NICE = 5
-#: What :func:`train` yields once training is over and the maps are being computed.
-MAPPING = "computing maps"
 
 
 class JobError(Exception):
@@ -49,25 +48,47 @@ class JobError(Exception):
 
 @dataclass
 class TrainOutcome:
-    """What :func:`train` returns: the fit, the trained model and its outputs on the movie."""
+    """What :func:`train` returns: the fit, the trained model and the movie's EP trace.
+
+    The maps are left to :func:`maps`, run after the rate is on screen.
+    """
 
     fit: object  # FitResult
     model: object  # TrainedModel
     ep: np.ndarray  # (T-1,) stochastic EP, k_B
-    maps: np.ndarray | None  # (T-1, H, W), None when over MAX_MAP_BYTES
-    density: np.ndarray  # (H, W), k_B/s per pixel
     window_chosen: bool = False  # k chosen from the data (frames_per_input "auto")
 
 
 @dataclass
 class EstimateOutcome:
-    """What :func:`estimate` returns for one movie."""
+    """What :func:`estimate` returns for one movie: trace, rate and its interval."""
 
-    ep: np.ndarray
-    ep_rate: float
+    ep: np.ndarray  # (T-1,) stochastic EP, k_B
+    ep_rate: float  # k_B/s, over all windows of the movie
+    ep_rate_ci: tuple | None  # 95% interval from time blocks of the movie, k_B/s
+    frames_per_input: int | None = None  # the model's k
+
+
+@dataclass
+class MapsOutcome:
+    """What :func:`maps` returns.
+
+    Attributes
+    ----------
+    maps : ndarray, shape (T-1, H, W), or None
+        Per-transition maps, k_B per pixel; None over :data:`MAX_MAP_BYTES`.
+    density : ndarray, shape (H, W)
+        Time-averaged map, k_B/s per pixel.
+    limits : (float, float)
+        Symmetric contrast limits of the whole stack (of ``density`` without maps).
+    frame_limits : ndarray, shape (T-1,), or None
+        Symmetric limit of each transition's map alone (contrast "this frame").
+    """
+
     maps: np.ndarray | None
     density: np.ndarray
-    frames_per_input: int | None = None  # the model's k
+    limits: tuple
+    frame_limits: np.ndarray | None
 
 
 def maps_fit(movie_shape) -> bool:
@@ -76,7 +97,7 @@ def maps_fit(movie_shape) -> bool:
     return 4 * max(t - 1, 0) * h * w <= MAX_MAP_BYTES
 
 
-def lower_thread_priority(nice: int = WORKER_NICE) -> None:
+def lower_thread_priority(nice: int | None = None) -> None:
     """Make the calling (worker) thread yield the CPU to the viewer first (Linux only).
 
     On Linux a thread is a task with its own nice value, inherited by the threads it
@@ -84,6 +105,7 @@ def lower_thread_priority(nice: int = WORKER_NICE) -> None:
     """
     if not sys.platform.startswith("linux"):
         return
+    nice = WORKER_NICE if nice is None else nice
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), nice))
@@ -133,28 +155,19 @@ def check_model_fits(model, movie, *, dt: float, name: str) -> str | None:
     return None
 
 
-def _maps_and_density(model, movie, *, dt: float, name: str):
-    maps = model.dissipation_map(movie, name=name) if maps_fit(np.shape(movie)) else None
-    density = model.ep_rate_density(movie, dt=dt, name=name)
-    return (None if maps is None else np.asarray(maps)), np.asarray(density)
-
-
 def train(est, movie, *, dt: float, name: str):
-    """Train ``est`` on one (T, H, W) movie, then compute its trace and maps.
+    """Train ``est`` on one (T, H, W) movie and give its EP trace (no maps: see :func:`maps`).
 
-    Yields each training ``Progress`` record, then :data:`MAPPING` once training is over;
-    returns a :class:`TrainOutcome` (the model with the best weights).  ``est.request_stop()``
-    from another thread ends training at its next step.
+    Yields each training ``Progress`` record; returns a :class:`TrainOutcome` (the model
+    with the best weights).  ``est.request_stop()`` from another thread ends training at
+    its next step.
     """
     lower_thread_priority()
     try:
         chosen = str(est.config.frames_per_input).strip().lower() == "auto"
         fit = yield from est.fit_iter(movie, dt=dt, names=[name])
-        yield MAPPING
-        model = est.model_
-        maps, density = _maps_and_density(model, movie, dt=dt, name=name)
-        return TrainOutcome(fit=fit, model=model, ep=np.asarray(fit.stochastic_ep[0]),
-                            maps=maps, density=density, window_chosen=chosen)
+        return TrainOutcome(fit=fit, model=est.model_, ep=np.asarray(fit.stochastic_ep[0]),
+                            window_chosen=chosen)
     except (InputError, JobError):
         raise
     except Exception as exc:
@@ -163,13 +176,55 @@ def train(est, movie, *, dt: float, name: str):
 
 @_wrapped
 def estimate(model, movie, *, dt: float, name: str) -> EstimateOutcome:
-    """EP trace, rate and maps of one (T, H, W) movie with a trained model."""
+    """EP trace, rate and its interval (time blocks) of one (T, H, W) movie, no maps."""
     ep = np.asarray(model.stochastic_ep(movie, name=name))
-    rate = float(model.ep_rate(movie, dt=dt, name=name))
-    maps, density = _maps_and_density(model, movie, dt=dt, name=name)
+    rate, ci = model.ep_rate_ci(movie, dt=dt, name=name)
     k = getattr(model, "frames_per_input", None)
-    return EstimateOutcome(ep=ep, ep_rate=rate, maps=maps, density=density,
+    return EstimateOutcome(ep=ep, ep_rate=float(rate), ep_rate_ci=tuple(float(c) for c in ci),
                            frames_per_input=None if k is None else int(k))
+
+
+def maps(model, movie, *, dt: float, name: str):
+    """Per-transition maps and the time-averaged map of one movie, in one pass.
+
+    A generator: it yields the fraction done after each batch of windows (the worker can
+    be quit there, and the viewer gets the GIL back), and returns a :class:`MapsOutcome`.
+    The contrast limits are computed here too, off the GUI thread.
+    """
+    from ..estimate.stats import per_transition
+    from .layers import symmetric_limits
+
+    lower_thread_priority()
+    try:
+        n_windows = max(int(np.shape(movie)[0]) - int(model.frames_per_input) + 1, 1)
+        keep = maps_fit(np.shape(movie))
+        total, n, chunks = None, 0, []
+        for start, chunk in model.iter_window_maps(movie, name=name):
+            s = chunk.sum(axis=0, dtype=np.float64)
+            total = s if total is None else total + s
+            n += len(chunk)
+            if keep:
+                chunks.append(np.asarray(chunk, dtype=np.float32))
+            yield min((start + len(chunk)) / n_windows, 1.0)
+        density = (total / n / model.rate_scale(dt)).astype(np.float32)
+        if not keep:
+            return MapsOutcome(None, density, symmetric_limits(density), None)
+        stack = per_transition(np.concatenate(chunks), int(model.frames_per_input))
+        stack = np.asarray(stack, dtype=np.float32)
+        frame_limits = _frame_limits(stack)
+        return MapsOutcome(stack, density, symmetric_limits(stack), frame_limits)
+    except (InputError, JobError):
+        raise
+    except Exception as exc:
+        raise JobError(exc) from exc
+
+
+def _frame_limits(stack: np.ndarray) -> np.ndarray:
+    """99th percentile of |map| of each transition (its max, or 1, where that is 0)."""
+    a = np.abs(stack.reshape(len(stack), -1))
+    c = np.percentile(a, 99.0, axis=1)
+    c = np.where(c > 0, c, a.max(axis=1))
+    return np.where(c > 0, c, 1.0).astype(np.float64)
 
 
 @_wrapped
@@ -192,3 +247,16 @@ def export_maps(result, path) -> Path:
             "alignment": "index t holds transition t -> t+1", "ep_rate": result.ep_rate,
             "ep_rate_ci": None if result.ep_rate_ci is None else list(result.ep_rate_ci)}
     return Path(write_maps_tiff(path, result.maps, dt=result.dt, metadata=meta))
+
+
+@_wrapped
+def export_record(result, path) -> Path:
+    """Write a result's reproducibility record (``result.record``: the arguments of
+    :func:`napari_dissipation.record.run_record`) as JSON; input files are hashed here,
+    off the GUI thread, unless the reader already put their hash in the layer."""
+    from ..record import run_record, write_record
+
+    if not result.record:
+        raise InputError("this result has no run record (it was not made by Train or "
+                         "Estimate in this widget)")
+    return Path(write_record(path, run_record(**result.record)))

@@ -20,6 +20,8 @@ import numpy as np
 
 __all__ = [
     "DISSIPATION_COLORMAP",
+    "DENSITY_NAME",
+    "MAP_NAME",
     "MovieSelection",
     "layer_problem",
     "time_axis_choices",
@@ -48,6 +50,13 @@ DISSIPATION_COLORMAP = {
 }
 MAP_OPACITY = 0.8
 MAP_BLENDING = "translucent"
+#: Layer names: short enough for napari's layer list, with the unit of the values.
+DENSITY_NAME = "EP density (k_B/s/px)"
+MAP_NAME = "EP per transition (k_B/px)"
+#: Where each layer's colour bar sits on the canvas (apart, when both are visible).
+COLORBAR_POSITION = {"rate_density": "top_right", "transition_map": "bottom_right"}
+#: Unit names that mean seconds on a layer's time axis (napari keeps pint units).
+SECONDS = ("s", "second", "seconds", "sec")
 
 
 @dataclass(frozen=True)
@@ -62,11 +71,15 @@ class MovieSelection:
         The time axis, one of the leading ``ndim - 2`` axes.
     fixed : dict of int to int
         Index used for every other leading axis (e.g. the viewer's current position).
+    roi : (y0, y1, x0, x1) or None
+        Region of the frame used (pixels of the layer data, ends exclusive), e.g. from a
+        Shapes rectangle; None for the whole frame.
     """
 
     ndim: int
     time_axis: int
     fixed: Mapping[int, int] = field(default_factory=dict)
+    roi: tuple[int, int, int, int] | None = None
 
     def __post_init__(self):
         if self.ndim < 3:
@@ -84,13 +97,25 @@ class MovieSelection:
     @property
     def slices(self) -> tuple:
         """Index tuple that cuts the (T, H, W) movie out of the layer data."""
-        return tuple(self.fixed.get(a, slice(None)) for a in range(self.ndim))
+        lead = tuple(self.fixed.get(a, slice(None)) for a in range(self.ndim - 2))
+        if self.roi is None:
+            return lead + (slice(None), slice(None))
+        y0, y1, x0, x1 = self.roi
+        return lead + (slice(y0, y1), slice(x0, x1))
 
     def movie(self, data):
         """The (T, H, W) movie as a view (lazy for dask or memory-mapped data)."""
-        if self.ndim == 3:
+        if self.ndim == 3 and self.roi is None:
             return data
         return data[self.slices]
+
+    @property
+    def roi_flag(self) -> str:
+        """The region as the command line's ``--roi Y0:Y1,X0:X1`` ('' for the whole frame)."""
+        if self.roi is None:
+            return ""
+        y0, y1, x0, x1 = self.roi
+        return f"--roi {y0}:{y1},{x0}:{x1}"
 
     def describe_fixed(self) -> str:
         """Human-readable note on the axes that are held fixed ('' when none)."""
@@ -108,7 +133,31 @@ class MovieSelection:
         out = np.asarray(translate, dtype=float).copy()
         for axis, index in self.fixed.items():
             out[axis] += index * float(scale[axis])
+        if self.roi is not None:  # the maps start at the region's corner
+            out[-2] += self.roi[0] * float(scale[-2])
+            out[-1] += self.roi[2] * float(scale[-1])
         return out
+
+
+def roi_from_shapes(shapes, image) -> tuple[int, int, int, int] | None:
+    """Bounding box (y0, y1, x0, x1) in ``image`` data pixels of the first shape of a
+    Shapes layer (a rectangle drawn over the movie), clipped to the frame; None when the
+    layer has no shape or the box misses the frame."""
+    if shapes is None or len(shapes.data) == 0:
+        return None
+    # Y and X only (the shape may live on a time step, or have no time axis at all);
+    # scale and translate, the transforms napari sets from files, not rotations.
+    yx = np.asarray(shapes.data[0], dtype=float)[:, -2:]
+    world = yx * np.asarray(shapes.scale[-2:]) + np.asarray(shapes.translate[-2:])
+    corners = (world - np.asarray(image.translate[-2:])) / np.asarray(image.scale[-2:])
+    h, w = image.data.shape[-2:]
+    y0, x0 = np.floor(corners.min(axis=0)).astype(int)
+    y1, x1 = np.ceil(corners.max(axis=0)).astype(int)
+    y0, y1 = int(np.clip(y0, 0, h)), int(np.clip(y1, 0, h))
+    x0, x1 = int(np.clip(x0, 0, w)), int(np.clip(x1, 0, w))
+    if y1 - y0 < 2 or x1 - x0 < 2:
+        return None
+    return y0, y1, x0, x1
 
 
 def layer_problem(name: str, shape: Sequence[int], *, rgb: bool = False,
@@ -150,30 +199,39 @@ def time_axis_choices(shape: Sequence[int]) -> list[int]:
     return list(range(max(0, len(shape) - 2)))
 
 
-def dt_from_layer(metadata: Mapping | None, scale: Sequence[float],
-                  time_axis: int) -> tuple[float | None, str]:
+def dt_from_layer(metadata: Mapping | None, scale: Sequence[float], time_axis: int,
+                  units: Sequence | None = None) -> tuple[float | None, str]:
     """Frame interval of a layer and where it comes from.
 
-    ``metadata["dt"]`` wins; otherwise the layer's scale along the time axis when it is
-    not 1 (napari's default); otherwise unknown.
+    ``metadata["dt"]`` wins (written by the plugin's reader from the file, which also
+    puts ``path`` and ``dt_source`` there; or by a script); otherwise the layer's scale
+    along the time axis when its unit is seconds, or when it is not 1 (napari's
+    default); otherwise unknown.
 
     Returns
     -------
     dt : float or None
         Seconds per frame, or None when the layer says nothing.
     source : str
-        ``"layer metadata"``, ``"layer scale"`` or ``""``.
+        ``"file metadata (<dt_source>)"``, ``"layer metadata"``, ``"layer scale"`` or
+        ``""``.
     """
-    value = (metadata or {}).get("dt")
+    metadata = metadata or {}
+    value = metadata.get("dt")
     try:
         value = None if value is None else float(value)
     except (TypeError, ValueError):
         value = None
     if value is not None and np.isfinite(value) and value > 0:
+        if "path" in metadata or "dt_source" in metadata:
+            detail = str(metadata.get("dt_source") or "").strip()
+            return value, f"file metadata ({detail})" if detail else "file metadata"
         return value, "layer metadata"
     if 0 <= time_axis < len(scale):
         s = float(scale[time_axis])
-        if np.isfinite(s) and s > 0 and not np.isclose(s, 1.0, rtol=0, atol=1e-12):
+        unit = str(units[time_axis]).strip().lower() if units and time_axis < len(units) else ""
+        if np.isfinite(s) and s > 0 and (unit in SECONDS
+                                         or not np.isclose(s, 1.0, rtol=0, atol=1e-12)):
             return s, "layer scale"
     return None, ""
 
@@ -208,9 +266,31 @@ def _jsonable(meta: Mapping) -> dict:
     return out
 
 
+def _units_kwargs(units: Sequence | None, n: int) -> dict:
+    """``{"units": ...}`` for a layer of ``n`` axes: the movie's last ``n`` units."""
+    if not units or len(units) < n:
+        return {}
+    return {"units": tuple(str(u) for u in units[len(units) - n:])}
+
+
+def _common_kwargs(name: str, limits, meta: dict, visible: bool) -> dict:
+    return {
+        "name": name,
+        "colormap": DISSIPATION_COLORMAP,
+        "contrast_limits": tuple(float(c) for c in limits),
+        "blending": MAP_BLENDING,
+        "opacity": MAP_OPACITY,
+        "interpolation2d": "nearest",
+        "visible": visible,
+        "metadata": {"dissipation": _jsonable(meta)},
+    }
+
+
 def transition_map_layer(maps: np.ndarray, *, selection: MovieSelection,
-                         scale: Sequence[float], translate: Sequence[float], name: str,
-                         metadata: Mapping | None = None) -> tuple:
+                         scale: Sequence[float], translate: Sequence[float],
+                         name: str = MAP_NAME, metadata: Mapping | None = None,
+                         units: Sequence | None = None, limits=None,
+                         visible: bool = True) -> tuple:
     """Layer-data tuple for the per-transition dissipation maps.
 
     Parameters
@@ -225,6 +305,12 @@ def transition_map_layer(maps: np.ndarray, *, selection: MovieSelection,
         Layer name.
     metadata : mapping, optional
         Stored under ``metadata["dissipation"]`` with ``kind="transition_map"``.
+    units : sequence of str, optional
+        The movie layer's units (one per layer axis): the map is then in µm and s too.
+    limits : (float, float), optional
+        Contrast limits (default :func:`symmetric_limits` of ``maps``).
+    visible : bool
+        Whether the layer starts visible.
 
     Returns
     -------
@@ -236,23 +322,18 @@ def transition_map_layer(maps: np.ndarray, *, selection: MovieSelection,
         raise ValueError(f"maps must be (T-1, H, W), got shape {maps.shape}")
     meta = {"kind": "transition_map", "units": "k_B per transition per pixel",
             "alignment": "index t holds transition t -> t+1", **(metadata or {})}
-    kwargs = {
-        "name": name,
-        "scale": tuple(float(s) for s in scale),
-        "translate": tuple(float(t) for t in selection.translate_for(scale, translate)),
-        "colormap": DISSIPATION_COLORMAP,
-        "contrast_limits": symmetric_limits(maps),
-        "blending": MAP_BLENDING,
-        "opacity": MAP_OPACITY,
-        "interpolation2d": "nearest",
-        "metadata": {"dissipation": _jsonable(meta)},
-    }
+    kwargs = _common_kwargs(name, symmetric_limits(maps) if limits is None else limits,
+                            meta, visible)
+    kwargs["scale"] = tuple(float(s) for s in scale)
+    kwargs["translate"] = tuple(float(t) for t in selection.translate_for(scale, translate))
+    kwargs.update(_units_kwargs(units, selection.ndim))
     return selection.expand(maps), kwargs, "image"
 
 
 def rate_density_layer(density: np.ndarray, *, selection: MovieSelection, n_frames: int,
-                       scale: Sequence[float], translate: Sequence[float], name: str,
-                       metadata: Mapping | None = None, visible: bool = False) -> tuple:
+                       scale: Sequence[float], translate: Sequence[float],
+                       name: str = DENSITY_NAME, metadata: Mapping | None = None,
+                       units: Sequence | None = None, visible: bool = True) -> tuple:
     """Layer-data tuple for the time-averaged map (k_B per second per pixel).
 
     For a 3-D movie the layer is 2-D and shows at every frame.  For a layer with more
@@ -265,30 +346,25 @@ def rate_density_layer(density: np.ndarray, *, selection: MovieSelection, n_fram
         Time-averaged dissipation rate per pixel, k_B/s.
     n_frames : int
         Length of the movie's time axis (used only for layers with more than 3 axes).
+    units : sequence of str, optional
+        The movie layer's units (one per layer axis).
     visible : bool
-        Whether the layer starts visible (it covers the per-transition overlay).
+        Whether the layer starts visible (it is what a result shows first).
     """
     density = np.asarray(density)
     if density.ndim != 2:
         raise ValueError(f"rate density must be (H, W), got shape {density.shape}")
     meta = {"kind": "rate_density", "units": "k_B per second per pixel", **(metadata or {})}
-    common = {
-        "name": name,
-        "colormap": DISSIPATION_COLORMAP,
-        "contrast_limits": symmetric_limits(density),
-        "blending": MAP_BLENDING,
-        "opacity": MAP_OPACITY,
-        "interpolation2d": "nearest",
-        "visible": visible,
-        "metadata": {"dissipation": _jsonable(meta)},
-    }
+    common = _common_kwargs(name, symmetric_limits(density), meta, visible)
     if selection.ndim == 3:
         common["scale"] = tuple(float(s) for s in scale[-2:])
         common["translate"] = tuple(float(t) for t in translate[-2:])
+        common.update(_units_kwargs(units, 2))
         return density, common, "image"
     stack = np.broadcast_to(density, (int(n_frames), *density.shape))
     common["scale"] = tuple(float(s) for s in scale)
     common["translate"] = tuple(float(t) for t in selection.translate_for(scale, translate))
+    common.update(_units_kwargs(units, selection.ndim))
     return selection.expand(stack), common, "image"
 
 

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, create_widget
-from napari.layers import Image
+from napari.layers import Image, Shapes
 from psygnal import Signal
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog, QGroupBox, QSizePolicy, QVBoxLayout
 
 from ..errors import InputError
-from .layers import MovieSelection, dt_from_layer, layer_problem, time_axis_choices
+from .layers import (
+    MovieSelection,
+    dt_from_layer,
+    layer_problem,
+    roi_from_shapes,
+    time_axis_choices,
+)
 from .options_form import NumberEdit, Rows
 from .plots import TrainingPlot
 
@@ -31,8 +37,12 @@ DIALOGS = {
     "trace": ("Export EP trace", "stochastic_ep.csv", "CSV (*.csv);;All files (*)", True),
     "maps": ("Export dissipation maps", "maps.tif", "TIFF (*.tif *.tiff);;All files (*)",
              True),
+    "record": ("Save run record", "record.json", "JSON (*.json);;All files (*)", True),
 }
 NO_MODEL = "No estimator yet: train one or load a saved one."
+MAP_LEGEND = ("Map layers: red = positive EP, blue = negative. Colour bars on the canvas: "
+              "'EP density' in k_B/s per pixel (time average; top right), 'EP per "
+              "transition' in k_B per pixel (hidden at first; bottom right).")
 
 
 def form(*widgets, layout: str = "horizontal", labels: bool = False, **kwargs) -> Container:
@@ -103,21 +113,27 @@ class MoviePanel:
         self.time_axis = ComboBox(name="time_axis", label="Time axis", choices=[],
                                   tooltip="Which axis of the layer is time (Y, X are the "
                                   "last two)")
-        self.dt = NumberEdit(name="dt", minimum=0.0, placeholder="seconds per frame",
-                            tooltip="Frame interval in seconds; sets the unit of the EP rate "
-                            "(k_B/s)")
+        # No minimum in the editor: a typed "-1" must reach dt_seconds() and be refused
+        # in words (a validator would silently drop the sign and give 1).
+        self.dt = NumberEdit(name="dt", placeholder="seconds per frame",
+                             tooltip="Frame interval in seconds; sets the unit of the EP "
+                             "rate (k_B/s)")
         self.dt_source = _label()
         self.dt_source.native.setStyleSheet("color: gray")
         dt_row = form(self.dt, self.dt_source, layout="horizontal", labels=False,
                       name="dt_row", label="dt (s/frame)")
+        self.region = ComboBox(name="region", label="Region", choices=self._region_choices,
+                               tooltip="Train on the box around the first shape of a Shapes "
+                               "layer (draw a rectangle over the movie), or the whole frame")
         self.status = _wrapping_label()
-        self.form = Rows([self.layer, self.time_axis, dt_row])
+        self.form = Rows([self.layer, self.time_axis, dt_row, self.region])
         self.native = group_box("Movie", self.form, self.status)
         self._current: Image | None = None
         self._watched: list = []
 
         self.layer.changed.connect(self._set_layer)
         self.time_axis.changed.connect(self._on_time_axis)
+        self.region.changed.connect(self._on_time_axis)
         self.dt.native.textEdited.connect(self._on_dt_edited)
         for event in self._viewer_events():
             event.connect(self.refresh)
@@ -137,6 +153,10 @@ class MoviePanel:
     def _layer_choices(self, _widget=None) -> list[tuple[str, Image]]:
         return [(layer.name, layer) for layer in self.movie_layers()]
 
+    def _region_choices(self, _widget=None) -> list[tuple[str, object]]:
+        shapes = [layer for layer in self.viewer.layers if isinstance(layer, Shapes)]
+        return [("whole frame", "")] + [(layer.name, layer) for layer in shapes]
+
     def refresh(self, event=None) -> None:
         """List the viewer's layers again; keep the picked one, else pick the newest usable."""
         layers = self.movie_layers()
@@ -149,6 +169,8 @@ class MoviePanel:
         if current is None and layers:
             usable = [lay for lay in layers if self.problem(lay) is None]
             current = (usable or layers)[-1]
+        with self.region.changed.blocked():
+            self.region.reset_choices()
         with self.layer.changed.blocked():
             self.layer.reset_choices()
             if current is not None:
@@ -216,19 +238,35 @@ class MoviePanel:
                 if axis != t_axis:
                     n = layer.data.shape[axis]
                     fixed[axis] = int(np.clip(np.rint(position[axis]), 0, n - 1))
-        return MovieSelection(ndim=ndim, time_axis=t_axis, fixed=fixed)
+        return MovieSelection(ndim=ndim, time_axis=t_axis, fixed=fixed,
+                              roi=roi_from_shapes(self._region_layer(), layer))
+
+    def _region_layer(self) -> Shapes | None:
+        value = self.region.value
+        return value if isinstance(value, Shapes) else None
 
     def _update_dt(self) -> None:
         layer = self._current
         if layer is None or self.problem(layer) is not None:
             self.dt_source.value = ""
             return
-        dt, source = dt_from_layer(layer.metadata, layer.scale, self.time_axis_index)
+        dt, source = dt_from_layer(layer.metadata, layer.scale, self.time_axis_index,
+                                   getattr(layer, "units", None))
         self.dt.value = dt
-        self.dt_source.value = f"from {source}" if dt is not None else "enter it"
+        self._show_dt_source(f"from {source}" if dt is not None else "enter it")
+
+    def _show_dt_source(self, text: str, problem: bool = False) -> None:
+        self.dt_source.value = text
+        self.dt_source.native.setStyleSheet(PROBLEM_STYLE if problem else "color: gray")
+        self.dt_source.tooltip = text
 
     def _on_dt_edited(self, _text: str) -> None:
-        self.dt_source.value = "set by you"
+        try:
+            self.dt_seconds()
+        except InputError as exc:
+            self._show_dt_source(str(exc).split(":")[0], problem=True)
+        else:
+            self._show_dt_source("set by you")
         self.changed.emit()
 
     def dt_seconds(self) -> float:
@@ -240,10 +278,14 @@ class MoviePanel:
             When the field is empty or not a positive number.
         """
         value = self.dt.value
-        if not isinstance(value, float) or not np.isfinite(value) or value <= 0:
+        if value is None:
             raise InputError("dt (s/frame) is not set: enter the movie's frame interval in "
                              "seconds")
-        return value
+        if not isinstance(value, float | int) or not np.isfinite(value) or value <= 0:
+            raise InputError(f"dt (s/frame) must be a positive number of seconds, not "
+                             f"'{self.dt.native.text().strip()}': enter the movie's frame "
+                             "interval")
+        return float(value)
 
     def update_status(self) -> None:
         """Say what the movie is, or why the layer cannot be used."""
@@ -258,6 +300,9 @@ class MoviePanel:
         text = f"{shape[sel.time_axis]} frames of {shape[-2]} x {shape[-1]} pixels"
         if sel.fixed:
             text += "; " + sel.describe_fixed()
+        if sel.roi is not None:
+            y0, y1, x0, x1 = sel.roi
+            text += f"; region {y1 - y0} x {x1 - x0} px ({sel.roi_flag} on the command line)"
         self.status.value = text
         self.status.native.setStyleSheet("")
 
@@ -268,7 +313,7 @@ class MoviePanel:
 
     # ------------------------------------------------------------------ housekeeping
     def set_enabled(self, enabled: bool) -> None:
-        for w in (self.layer, self.time_axis, self.dt):
+        for w in (self.layer, self.time_axis, self.dt, self.region):
             w.enabled = enabled
 
     def close(self) -> None:
@@ -286,7 +331,7 @@ class RunPanel:
 
     Attributes
     ----------
-    train_button, stop_button, estimate_button : magicgui PushButton
+    train_button, stop_button, estimate_button, maps_button : magicgui PushButton
     progress : magicgui ProgressBar
         0 to 1000; a busy indicator while no fraction is known.
     status, result : magicgui Label
@@ -302,9 +347,13 @@ class RunPanel:
                                       "weights so far are kept")
         self.estimate_button = PushButton(text="Estimate", tooltip="Apply the current "
                                           "(trained or loaded) estimator to the movie, "
-                                          "without training")
+                                          "without training: rate over all its "
+                                          "transitions, interval from time blocks")
+        self.maps_button = PushButton(text="Maps", tooltip="Compute the dissipation maps "
+                                      "of the result (they follow the rate on their own; "
+                                      "this is for maps that were stopped)")
         buttons = form(self.train_button, self.stop_button, self.estimate_button,
-                       layout="horizontal", labels=False)
+                       self.maps_button, layout="horizontal", labels=False)
         self.progress = ProgressBar(min=0, max=1000, value=0)
         self.progress.native.setTextVisible(True)
         self.status = _wrapping_label()
@@ -354,11 +403,6 @@ class RunPanel:
             self.status.value = text
         self.training_plot.add_progress(record)
 
-    def show_mapping(self, what: str) -> None:
-        """Training is over; the trace and maps are being computed."""
-        self.set_busy(what[:1].upper() + what[1:] + "\u2026")
-        self.training_plot.redraw()
-
     def finish(self, succeeded: bool) -> None:
         self.set_fraction(1.0 if succeeded else 0.0)
 
@@ -369,19 +413,39 @@ class ResultsPanel:
     Attributes
     ----------
     model_label : magicgui Label
+    contrast : magicgui ComboBox
+        Contrast of the per-transition map: ``"movie"`` (one range) or ``"frame"``.
+    legend : magicgui Label
+        What the map layers' colours and colour bars mean, with units.
     load_button, save_button, export_trace_button, export_maps_button : PushButton
+    record_button : PushButton
+        Saves the result's reproducibility record.
     """
 
     def __init__(self):
+        self.contrast = ComboBox(name="contrast", label="Map contrast", value="movie",
+                                 choices=[("whole movie", "movie"), ("this frame", "frame")],
+                                 tooltip="Colour range of the per-transition map: one for "
+                                 "the whole movie, or each transition's own (faint "
+                                 "transitions become visible; compare colours within a "
+                                 "frame only)")
+        self.legend = _wrapping_label(MAP_LEGEND)
+        self.legend.native.setStyleSheet("color: gray")
         self.model_label = _wrapping_label(NO_MODEL)
         self.load_button = PushButton(text="Load estimator\u2026")
         self.save_button = PushButton(text="Save estimator\u2026")
         self.export_trace_button = PushButton(text="Export trace CSV\u2026")
         self.export_maps_button = PushButton(text="Export maps TIFF\u2026")
-        rows = [form(*pair, layout="horizontal", labels=False)
-                for pair in ([self.load_button, self.save_button],
-                             [self.export_trace_button, self.export_maps_button])]
-        self.native = group_box("Estimator and results", self.model_label, *rows)
+        self.record_button = PushButton(text="Save run record\u2026", tooltip="What "
+                                        "produced this result (versions, options, seed, "
+                                        "input file and its SHA-256, dt and its source, "
+                                        "checks) as JSON; napari-dissipation rerun reads it")
+        rows = [form(*row, layout="horizontal", labels=False)
+                for row in ([self.load_button, self.save_button],
+                            [self.export_trace_button, self.export_maps_button],
+                            [self.record_button])]
+        self.native = group_box("Estimator and results", self.model_label, *rows,
+                                Rows([self.contrast]), self.legend)
 
     @staticmethod
     def ask_path(kind: str, *, parent=None, prefix: str = "") -> str:
@@ -392,7 +456,7 @@ class ResultsPanel:
         title, name, file_filter, save = DIALOGS[kind]
         if not save:
             return QFileDialog.getOpenFileName(parent, title, name, file_filter)[0]
-        if kind in ("trace", "maps"):
+        if kind in ("trace", "maps", "record"):
             name = prefix + name
         return QFileDialog.getSaveFileName(parent, title, name, file_filter)[0]
 

@@ -12,16 +12,26 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_info
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QHBoxLayout, QWidget
 
-from .layers import format_rate, rate_density_layer, simulation_truth, transition_map_layer
+from .layers import (
+    COLORBAR_POSITION,
+    MAP_NAME,
+    format_rate,
+    rate_density_layer,
+    simulation_truth,
+    transition_map_layer,
+)
 from .plots import EPTracePlot
-from .session import Result, describe_window
+from .session import Result, describe_measure, describe_window
 from .window_plot import WindowPlot
 
-__all__ = ["ResultView"]
+__all__ = ["ResultView", "CONTRAST_MODES"]
 
 TRACE_DOCK_NAME = "EP trace"
+#: Contrast of the per-transition map: mode -> words in the widget's combo box.
+CONTRAST_MODES = {"movie": "whole movie", "frame": "this frame"}
 
 
 class ResultView:
@@ -38,6 +48,8 @@ class ResultView:
         The dock holding the trace (added with the first result; removed by :meth:`close`).
     map_layer, density_layer : napari Image layer or None
     result : Result or None
+    contrast : str
+        ``"movie"`` or ``"frame"`` (see :meth:`set_contrast`).
     """
 
     def __init__(self, viewer):
@@ -55,13 +67,17 @@ class ResultView:
         self.window_plot.hide()
         self.trace_panel.hide()
         self.trace_dock = None
+        self.contrast = "movie"
+        self._meta: dict = {}
+        self._closed = False
         viewer.dims.events.current_step.connect(self._on_current_step)
 
     # ------------------------------------------------------------------ showing
     def show(self, result: Result, *, estimator_config: dict | None = None) -> str:
-        """Add (or update) the result's layers and the trace; return the result's text."""
+        """Show a new result's rate and trace (its maps come with :meth:`show_maps`);
+        return the result's text."""
         self.result = result
-        meta = {
+        self._meta = {
             "source_layer": result.layer_name,
             "dt": result.dt,
             "ep_rate": result.ep_rate,
@@ -70,26 +86,25 @@ class ResultView:
             "estimator": estimator_config,
         }
         if result.summary is not None:
-            meta["fit"] = result.summary
-        self._show_layers(result, meta)
+            self._meta["fit"] = result.summary
         rate_text = format_rate(result.ep_rate, result.ep_rate_ci,
                                 lower_bound=result.lower_bound)
-        window = describe_window(result)
-        text = "\n".join([rate_text] + ([window] if window else []) + [
-            f"on '{result.layer_name}' ({result.how}; {len(result.ep)} transitions, "
-            f"dt = {result.dt:g} s)"])
+        lines = [rate_text] + [line for line in (describe_measure(result),
+                                                 describe_window(result)) if line]
+        lines.append(f"on '{result.layer_name}' ({result.how}; {len(result.ep):,} "
+                     f"transitions, dt = {result.dt:g} s)")
         exact_steps, exact_rate = None, None
         source = self.source_layer()
         if source is not None and result.selection.ndim == 3:
             exact_steps, exact_rate = simulation_truth(source.metadata, len(result.ep))
         if exact_rate is not None:
-            text += f"\nexact rate of this simulated movie: {exact_rate:.3g} k_B/s"
+            lines.append(f"exact rate of this simulated movie: {exact_rate:.3g} k_B/s")
         self.trace_plot.set_trace(result.ep, dt=result.dt,
                                   title=f"{result.layer_name}: {rate_text}", exact=exact_steps)
         self._show_window_curve(result, exact_rate)
         self._dock_trace()
         self._on_current_step()
-        return text
+        return "\n".join(lines)
 
     def _show_window_curve(self, result: Result, exact_rate: float | None) -> None:
         """The rate by window length of a training run; hidden for an estimation."""
@@ -98,36 +113,77 @@ class ResultView:
                                    reported=result.ep_rate, exact=exact_rate)
         self.window_plot.setVisible(self.window_plot.has_curve)
 
-    def _show_layers(self, result: Result, meta: dict) -> None:
+    def show_maps(self, result: Result) -> None:
+        """Add (or update) the map layers of ``result``: the time-averaged density shown,
+        the per-transition maps (when kept) added hidden, each with its colour bar."""
+        if result is not self.result or not result.has_density:
+            return
         self.density_layer = self._put_layer(rate_density_layer(
             result.density, selection=result.selection, n_frames=result.n_frames,
-            scale=result.scale, translate=result.translate,
-            name=f"{result.layer_name} EP rate density", metadata=meta,
-            visible=result.maps is None))
+            scale=result.scale, translate=result.translate, metadata=dict(self._meta),
+            units=result.units, visible=True))
         if result.maps is not None:
-            self.map_layer = self._put_layer(transition_map_layer(
-                result.maps, selection=result.selection, scale=result.scale,
-                translate=result.translate, name=f"{result.layer_name} EP map", metadata=meta))
+            # A new layer costs the GUI thread a few tenths of a second (controls, GL
+            # programs): the second one waits for the next turn of the event loop, so the
+            # viewer redraws in between instead of pausing for both.
+            QTimer.singleShot(0, lambda: self._show_transition_maps(result))
             return
         self.map_layer = None
-        stale = f"{result.layer_name} EP map"
-        if stale in self.viewer.layers:
-            self.viewer.layers.remove(stale)
+        if MAP_NAME in self.viewer.layers:
+            self.viewer.layers.remove(MAP_NAME)
         gib = 4 * (result.n_frames - 1) * result.density.size / 2**30
         show_info(f"'{result.layer_name}': per-transition maps skipped (they would take "
                   f"{gib:.1f} GiB); the time-averaged map is shown. The command line "
                   "(napari-dissipation map) writes the full stack to a file.")
 
+    def _show_transition_maps(self, result: Result) -> None:
+        if result is not self.result or result.maps is None or self._closed:
+            return
+        self.map_layer = self._put_layer(transition_map_layer(
+            result.maps, selection=result.selection, scale=result.scale,
+            translate=result.translate, metadata=dict(self._meta), units=result.units,
+            limits=result.limits, visible=False))
+        self._apply_contrast()
+
+    def set_contrast(self, mode: str) -> None:
+        """Contrast of the per-transition map: ``"movie"`` (one range for the whole
+        stack) or ``"frame"`` (each transition's own range, following the time slider)."""
+        if mode not in CONTRAST_MODES:
+            raise ValueError(f"contrast is one of {list(CONTRAST_MODES)}, not {mode!r}")
+        self.contrast = mode
+        self._apply_contrast()
+
+    def _apply_contrast(self) -> None:
+        layer, result = self.map_layer, self.result
+        if layer is None or result is None or result.limits is None:
+            return
+        if self.contrast == "frame" and result.frame_limits is not None:
+            frame = self.current_frame() or 0
+            c = float(result.frame_limits[int(np.clip(frame, 0, len(result.frame_limits) - 1))])
+            limits = (-c, c)
+        else:
+            limits = tuple(result.limits)
+        if tuple(layer.contrast_limits) != limits:
+            layer.contrast_limits = limits
+
     def _put_layer(self, layer_tuple) -> Image:
         data, kwargs, _ = layer_tuple
         name = kwargs["name"]
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            layer.data = data
-            for key in ("scale", "translate", "contrast_limits", "metadata"):
-                setattr(layer, key, kwargs[key])
-            return layer
-        return self.viewer.add_image(data, **kwargs)
+        old = self.viewer.layers[name] if name in self.viewer.layers else None
+        if old is not None and old.ndim != np.ndim(data):
+            self.viewer.layers.remove(old)  # a movie of another shape: start afresh
+            old = None
+        if old is not None:
+            old.data = data
+            for key in ("scale", "translate", "contrast_limits", "metadata", "units"):
+                if key in kwargs:
+                    setattr(old, key, kwargs[key])
+            return old
+        layer = self.viewer.add_image(data, **kwargs)
+        kind = kwargs["metadata"]["dissipation"]["kind"]
+        # The colour bar's GL visuals cost as much as the layer: one turn later.
+        QTimer.singleShot(0, lambda: _show_colorbar(layer, COLORBAR_POSITION[kind]))
+        return layer
 
     def _dock_trace(self) -> None:
         if self.trace_dock is None:
@@ -176,6 +232,8 @@ class ResultView:
         frame = self.current_frame()
         if frame is not None:
             self.trace_plot.set_frame(frame)
+            if self.contrast == "frame":
+                self._apply_contrast()
 
     # ------------------------------------------------------------------ housekeeping
     def set_theme(self, colors) -> None:
@@ -184,6 +242,7 @@ class ResultView:
 
     def close(self) -> None:
         """Disconnect from the viewer and take the trace dock out of it."""
+        self._closed = True
         self.viewer.dims.events.current_step.disconnect(self._on_current_step)
         dock, self.trace_dock = self.trace_dock, None
         if dock is not None:
@@ -191,3 +250,9 @@ class ResultView:
                 self.viewer.window.remove_dock_widget(dock)
             except (LookupError, RuntimeError, AttributeError):
                 pass  # the viewer is closing, or the dock is already gone
+
+
+def _show_colorbar(layer: Image, position: str) -> None:
+    """Show ``layer``'s colour bar (napari's canvas overlay) at ``position``."""
+    layer.colorbar.position = position
+    layer.colorbar.visible = True

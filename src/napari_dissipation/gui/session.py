@@ -8,8 +8,8 @@ what the state does not allow (a second Train while one runs, Estimate without a
 enable buttons and show results; the tests drive it without a display::
 
     IDLE --start("train")--> TRAINING --request_stop()--> STOPPING
-    TRAINING / STOPPING --begin_maps()--> ESTIMATING        (maps after training)
     IDLE --start("estimate")--> ESTIMATING
+    IDLE --start("maps")--> MAPPING --request_stop()--> STOPPING   (after the rate)
     IDLE --start("export")--> EXPORTING
     any busy state --succeed() / fail() / end()--> IDLE
 
@@ -29,7 +29,8 @@ from ..errors import InputError
 from .layers import MovieSelection
 
 __all__ = ["State", "Result", "Session", "Refused", "JOBS", "STOP_REASONS", "describe_fit",
-           "describe_window", "describe_lower_bound", "fit_fields"]
+           "describe_window", "describe_lower_bound", "describe_measure", "fit_fields",
+           "run_record_arguments"]
 
 
 class State(StrEnum):
@@ -37,8 +38,9 @@ class State(StrEnum):
 
     IDLE = "idle"
     TRAINING = "training"
-    STOPPING = "stopping"  # Stop asked; training ends at its next step
-    ESTIMATING = "estimating"  # EP trace and maps with a model (also after training)
+    STOPPING = "stopping"  # Stop asked; training (or the maps) ends at its next step
+    ESTIMATING = "estimating"  # EP trace, rate and interval with a model, no training
+    MAPPING = "mapping"  # the maps of the current result, after its rate is shown
     EXPORTING = "exporting"  # writing the trace or the maps to a file
 
     @property
@@ -50,14 +52,16 @@ class State(StrEnum):
 JOBS = {
     "train": ("Training", State.TRAINING),
     "estimate": ("Estimation", State.ESTIMATING),
+    "maps": ("Computing maps", State.MAPPING),
     "export": ("Export", State.EXPORTING),
 }
 
 #: Allowed state changes (anything else is a programming error).
 TRANSITIONS = {
-    State.IDLE: {State.TRAINING, State.ESTIMATING, State.EXPORTING},
-    State.TRAINING: {State.STOPPING, State.ESTIMATING, State.IDLE},
-    State.STOPPING: {State.ESTIMATING, State.IDLE},
+    State.IDLE: {State.TRAINING, State.ESTIMATING, State.MAPPING, State.EXPORTING},
+    State.TRAINING: {State.STOPPING, State.IDLE},
+    State.MAPPING: {State.STOPPING, State.IDLE},
+    State.STOPPING: {State.IDLE},
     State.ESTIMATING: {State.IDLE},
     State.EXPORTING: {State.IDLE},
 }
@@ -67,6 +71,7 @@ STOP_REASONS = {
     "iterations": "iteration budget reached",
     "seconds": "time budget reached",
     "early stopping": "early stopping: validation stopped improving",
+    "warm start unbeaten": "the network did not beat the warm start's fit",
     "stopped": "stopped by you",
 }
 
@@ -94,13 +99,15 @@ class Result:
     ep : ndarray, shape (T-1,)
         Stochastic EP of each transition, k_B.
     maps : ndarray, shape (T-1, H, W), or None
-        Per-transition maps, k_B per pixel; None when too large to hold in memory.
-    density : ndarray, shape (H, W)
-        Time-averaged map, k_B/s per pixel.
+        Per-transition maps, k_B per pixel; None before they are computed (they come
+        after the rate) or when too large to hold in memory.
+    density : ndarray, shape (H, W), or None
+        Time-averaged map, k_B/s per pixel; None before the maps are computed.
     ep_rate : float
         EP rate, k_B/s.
     ep_rate_ci : (float, float) or None
-        95% interval (training only: it needs held-out data).
+        95% interval: on the held-out test units of a training run, on time blocks of
+        the whole movie for an estimation.
     how : str
         ``"trained"`` or ``"estimated"``.
     summary : dict, optional
@@ -116,6 +123,18 @@ class Result:
         on the test units), ...; empty for an estimation.
     lower_bound_reasons : list of str
         ``FitResult.lower_bound_reasons``: why the rate is likely below the true rate.
+    warnings : list of str
+        Plain sentences to show with the result (``FitResult.warnings``: stationarity
+        checks; an estimation on the movie the estimator was trained on).
+    units : tuple of str or None
+        The movie layer's units (one per axis), given to the map layers.
+    limits : (float, float) or None
+        Contrast limits of the whole map stack (set with the maps).
+    frame_limits : ndarray, shape (T-1,), or None
+        Symmetric contrast limit of each transition's map alone.
+    record : dict or None
+        Keyword arguments of ``napari_dissipation.record.run_record`` describing what
+        produced the result (options, input file, dt and its source, checks, seeds).
     """
 
     layer_name: str
@@ -126,7 +145,7 @@ class Result:
     dt: float
     ep: np.ndarray
     maps: np.ndarray | None
-    density: np.ndarray
+    density: np.ndarray | None
     ep_rate: float
     ep_rate_ci: tuple | None
     how: str
@@ -136,10 +155,25 @@ class Result:
     window_chosen: bool = False
     rate_by_window: list = field(default_factory=list)
     lower_bound_reasons: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    units: tuple | None = None
+    limits: tuple | None = None
+    frame_limits: np.ndarray | None = None
+    record: dict | None = None
 
     @property
     def has_maps(self) -> bool:
         return self.maps is not None
+
+    @property
+    def has_density(self) -> bool:
+        """Whether the maps were computed (the time-averaged map at least)."""
+        return self.density is not None
+
+    def set_maps(self, outcome) -> None:
+        """Take the maps of a ``jobs.MapsOutcome``."""
+        self.maps, self.density = outcome.maps, outcome.density
+        self.limits, self.frame_limits = tuple(outcome.limits), outcome.frame_limits
 
     @property
     def lower_bound(self) -> bool:
@@ -147,18 +181,19 @@ class Result:
         return bool(self.lower_bound_reasons)
 
     @classmethod
-    def of_layer(cls, layer, selection: MovieSelection, dt: float, *, ep, maps, density,
+    def of_layer(cls, layer, selection: MovieSelection, dt: float, *, ep,
                  ep_rate: float, ep_rate_ci=None, how: str, summary=None,
                  **fit) -> Result:
         """The result of a run on the movie ``selection`` cut out of image ``layer``
-        (anything with ``name``, ``scale``, ``translate`` and ``data``); ``fit`` are
-        the other fields (``frames_per_input``, ``rate_by_window``, ...)."""
+        (anything with ``name``, ``scale``, ``translate`` and ``data``), without maps;
+        ``fit`` are the other fields (``frames_per_input``, ``rate_by_window``, ...)."""
+        units = getattr(layer, "units", None)
         return cls(layer_name=layer.name, layer=layer, selection=selection,
                    scale=tuple(layer.scale), translate=tuple(layer.translate),
                    n_frames=int(layer.data.shape[selection.time_axis]), dt=dt,
-                   ep=np.asarray(ep), maps=maps, density=np.asarray(density),
+                   ep=np.asarray(ep), maps=None, density=None,
                    ep_rate=float(ep_rate), ep_rate_ci=ep_rate_ci, how=how, summary=summary,
-                   **fit)
+                   units=None if units is None else tuple(str(u) for u in units), **fit)
 
 
 def fit_fields(fit, *, window_chosen: bool) -> dict:
@@ -175,7 +210,25 @@ def fit_fields(fit, *, window_chosen: bool) -> dict:
         "window_chosen": bool(window_chosen),
         "rate_by_window": [dict(entry) for entry in getattr(fit, "rate_by_window", ())],
         "lower_bound_reasons": [str(r) for r in getattr(fit, "lower_bound_reasons", ())],
+        "warnings": [str(w) for w in getattr(fit, "warnings", ())],
     }
+
+
+def describe_measure(result: Result) -> str:
+    """Which transitions the rate was measured on, in words ('' when unknown)."""
+    n = len(result.ep)
+    if result.how == "trained":
+        s = result.summary or {}
+        held, by = s.get("held_out") or [], s.get("held_out_by", "units")
+        n_test = sum(max(int(u[2]) - int(u[1]), 0) for u in held if len(u) == 3)
+        if not held:
+            return ""
+        if len(held) == 1:  # "1 held-out time block", "1 held-out movie"
+            by = by.removesuffix("s")
+        return (f"measured on {len(held)} held-out {by} ({n_test:,} of {n:,} transitions) "
+                "that took no part in training or any choice")
+    return (f"measured on all {n:,} transitions of this movie; interval from "
+            "time blocks of it")
 
 
 def describe_window(result: Result) -> str:
@@ -215,6 +268,37 @@ def describe_fit(fit) -> str:
     return text
 
 
+def run_record_arguments(result: Result, *, options: dict, dt_source: str) -> dict:
+    """Keyword arguments of ``napari_dissipation.record.run_record`` for ``result``.
+
+    The input file and its hash come from the layer's metadata (written by the plugin's
+    reader: ``path``, ``sha256``); a layer made otherwise has no file to name.
+    ``dt_source`` is the widget's words ("from file metadata (...)", "set by you").
+    """
+    meta = getattr(result.layer, "metadata", None) or {}
+    inputs = []
+    if meta.get("path"):
+        entry = {"path": str(meta["path"])}
+        if meta.get("sha256"):
+            entry["sha256"] = str(meta["sha256"])
+        inputs.append(entry)
+    source = dt_source.removeprefix("from ").strip()
+    source = {"set by you": "user", "": "unknown"}.get(source, source)
+    sel = result.selection
+    return {
+        "options": dict(options), "inputs": inputs, "dt": result.dt, "dt_source": source,
+        "checks": [str(w) for w in result.warnings], "seeds": options.get("seed"),
+        "selection": {"layer": result.layer_name, "time_axis": sel.time_axis,
+                      "fixed": {str(a): int(i) for a, i in sel.fixed.items()},
+                      "roi": None if sel.roi is None else list(sel.roi),
+                      "run": result.how},
+        "result": {"ep_rate": result.ep_rate,
+                   "ep_rate_ci": None if result.ep_rate_ci is None else list(result.ep_rate_ci),
+                   "measured_on": describe_measure(result),
+                   "lower_bound_reasons": list(result.lower_bound_reasons)},
+    }
+
+
 class Session:
     """State of one dissipation widget (see the module docstring for the state diagram).
 
@@ -224,6 +308,9 @@ class Session:
     model_changed(model)
         A new current model (trained or loaded); ``None`` never.
     result_changed(result: Result)
+        A new result (rate, interval, trace); its maps come later.
+    maps_changed(result: Result)
+        The current result's maps were computed.
     progress(record)
         A training progress record (``Progress``) while training.
     failed(job: str, error: BaseException)
@@ -235,6 +322,7 @@ class Session:
     state_changed = Signal(object, object)
     model_changed = Signal(object)
     result_changed = Signal(object)
+    maps_changed = Signal(object)
     progress = Signal(object)
     failed = Signal(str, object)
     finished = Signal(str, bool)
@@ -274,20 +362,28 @@ class Session:
     def why_not(self, action: str) -> str | None:
         """Why ``action`` is not allowed now, or None when it is.
 
-        Actions: ``train``, ``stop``, ``estimate``, ``export``, ``export_maps``, ``load``,
-        ``save``, ``edit`` (change the movie or the options).
+        Actions: ``train``, ``stop``, ``estimate``, ``maps`` (compute the current
+        result's maps), ``export``, ``export_maps``, ``load``, ``save``, ``edit`` (change
+        the movie or the options).
         """
         if action == "stop":
-            return None if self._state is State.TRAINING else "no training to stop"
-        if action not in ("train", "estimate", "export", "export_maps", "load", "save",
-                          "edit"):
+            return (None if self._state in (State.TRAINING, State.MAPPING)
+                    else "no training to stop")
+        if action not in ("train", "estimate", "maps", "export", "export_maps", "load",
+                          "save", "edit"):
             raise ValueError(f"unknown action {action!r}")
         if self.busy:
             return f"{self.job or 'a job'} is running"
         if action in ("estimate", "save") and not self.has_model:
             return "no estimator yet: train one or load a saved one"
-        if action in ("export", "export_maps") and self.result is None:
+        if action in ("maps", "export", "export_maps") and self.result is None:
             return "no result yet: train or estimate first"
+        if action == "maps":
+            if not self.has_model:
+                return "no estimator to compute the maps with"
+            return "the maps are computed" if self.result.has_density else None
+        if action == "export_maps" and not self.result.has_density:
+            return "the maps are not computed yet: press Compute maps"
         if action == "export_maps" and not self.result.has_maps:
             return ("per-transition maps were not kept for this movie (too large); use the "
                     "command line: napari-dissipation map")
@@ -321,8 +417,9 @@ class Session:
         self._set_state(JOBS[action][1])
 
     def request_stop(self) -> bool:
-        """Ask the running training to end at its next step; False when none runs."""
-        if self._state is not State.TRAINING:
+        """Ask the running training (or map computation) to end at its next step; False
+        when none runs."""
+        if self._state not in (State.TRAINING, State.MAPPING):
             return False
         self._stop_requested = True
         if self._stopper is not None:
@@ -336,30 +433,29 @@ class Session:
             self.last_progress = record
             self.progress.emit(record)
 
-    def begin_maps(self) -> None:
-        """Training is over; the job now computes the trace and maps (no Stop)."""
-        if self._state not in (State.TRAINING, State.STOPPING):
-            raise RuntimeError(f"session cannot begin the maps of a training from "
-                               f"{self._state.value}")
-        self._set_state(State.ESTIMATING)
+    def succeed(self, *, model=None, result: Result | None = None, maps=None) -> None:
+        """End the running job; ``model`` and ``result`` (if given) become current;
+        ``maps`` (a ``jobs.MapsOutcome``) go into the current result.
 
-    def succeed(self, *, model=None, result: Result | None = None) -> None:
-        """End the running job; ``model`` and ``result`` (if given) become current.
-
-        The state is IDLE before the events ``model_changed``, ``result_changed`` and
-        ``finished`` are emitted, so a failing listener cannot leave the session busy.
+        The state is IDLE before the events ``model_changed``, ``result_changed``,
+        ``maps_changed`` and ``finished`` are emitted, so a failing listener cannot leave
+        the session busy.
         """
         job, was_busy = self.job, self.busy
         if model is not None:
             self.model = model
         if result is not None:
             self.result = result
+        if maps is not None and self.result is not None:
+            self.result.set_maps(maps)
         if was_busy:
             self._to_idle()
         if model is not None:
             self.model_changed.emit(model)
         if result is not None:
             self.result_changed.emit(result)
+        if maps is not None and self.result is not None:
+            self.maps_changed.emit(self.result)
         if was_busy:
             self.finished.emit(job, True)
 

@@ -36,12 +36,15 @@ from .panels import MoviePanel, ResultsPanel, RunPanel, group_box
 from .plots import DARK, LIGHT
 from .results_view import ResultView
 from .session import (
+    JOBS,
     Refused,
     Result,
     Session,
+    State,
     describe_fit,
     describe_lower_bound,
     fit_fields,
+    run_record_arguments,
 )
 
 __all__ = ["DissipationWidget"]
@@ -54,7 +57,19 @@ FILE_ACTIONS = {
     "save": ("Saving the estimator", "save_estimator"),
     "trace": ("Exporting the trace", "export_trace"),
     "maps": ("Exporting the maps", "export_maps"),
+    "record": ("Saving the run record", "save_record"),
 }
+
+
+class _WorkerStopper:
+    """What Stop asks of a map computation: quit its worker at the next batch."""
+
+    def __init__(self, widget):
+        self.widget = widget
+
+    def request_stop(self) -> None:
+        if self.widget.worker is not None:
+            self.widget.worker.quit()
 
 
 class DissipationWidget(QWidget):
@@ -86,6 +101,8 @@ class DissipationWidget(QWidget):
         self.session = Session()
         self.worker = None
         self._context: dict = {}
+        self._next = None  # what to start once the running worker has finished
+        self._trained_on = None  # (layer, selection) the current model was trained on
         self._closed = False
         self.movie_panel = MoviePanel(napari_viewer)
         self.options_form = OptionsForm()
@@ -122,14 +139,18 @@ class DissipationWidget(QWidget):
         run.train_button.changed.connect(self.train)
         run.stop_button.changed.connect(self.stop)
         run.estimate_button.changed.connect(self.estimate)
+        run.maps_button.changed.connect(self.compute_maps)
+        res.contrast.changed.connect(self.results.set_contrast)
         for kind, button in (("load", res.load_button), ("save", res.save_button),
                              ("trace", res.export_trace_button),
-                             ("maps", res.export_maps_button)):
+                             ("maps", res.export_maps_button),
+                             ("record", res.record_button)):
             button.changed.connect(lambda *_, kind=kind: self._file_dialog(kind))
         self.movie_panel.changed.connect(self._update_controls)
         s.state_changed.connect(self._update_controls)
         s.model_changed.connect(self._on_model)
         s.result_changed.connect(self._on_result)
+        s.maps_changed.connect(self._on_maps)
         s.progress.connect(self._on_progress)
         s.failed.connect(self._on_failed)
         s.finished.connect(self._on_finished)
@@ -249,7 +270,8 @@ class DissipationWidget(QWidget):
             show_error(f"Cannot train: {self.options_form.explain(exc)}")
             return
         self.run_panel.start_training(layer.name)
-        self._context = {"layer": layer, "selection": sel, "dt": dt}
+        self._context = {"layer": layer, "selection": sel, "dt": dt, "options": self.options(),
+                         "dt_source": self.movie_panel.dt_source.value}
         self._start(jobs.train, est, movie, dt=dt, name=layer.name, action="train",
                     stopper=est, on_returned=self._on_trained, on_yielded=self._on_yielded)
 
@@ -272,14 +294,43 @@ class DissipationWidget(QWidget):
         if warning:
             show_warning(warning)
         self.run_panel.set_busy(f"Estimating on '{layer.name}'\u2026")
-        self._context = {"layer": layer, "selection": sel, "dt": dt}
+        self._context = {"layer": layer, "selection": sel, "dt": dt,
+                         "options": self.session.model.options,
+                         "dt_source": self.movie_panel.dt_source.value}
+        trained_on = self._trained_on
+        if trained_on is not None and trained_on[0] is layer and trained_on[1] == sel:
+            self._context["warnings"] = [
+                "This movie includes the frames the estimator was trained on, so this rate "
+                "counts them too and may be higher than Train's, which measures held-out "
+                "blocks only: report Train's."]
         self._start(jobs.estimate, self.session.model, movie, dt=dt, name=layer.name,
                     action="estimate", on_returned=self._on_estimated)
 
     def stop(self, *_args) -> None:
-        """Ask training to end at its next step; the best weights so far are kept."""
+        """Ask training to end at its next step (the best weights so far are kept), or
+        the map computation to end (Compute maps starts it again)."""
+        mapping = self.session.state is State.MAPPING
         if self.session.request_stop():
-            self.run_panel.status.value = "Stopping\u2026"
+            self.run_panel.status.value = ("Stopping the maps\u2026" if mapping
+                                           else "Stopping\u2026")
+
+    def compute_maps(self, *_args) -> None:
+        """Compute the current result's maps in the background (after its rate is shown)."""
+        why = self.session.why_not("maps")
+        result = self.session.result
+        if why is None and (result.layer is None or result.layer not in self.viewer.layers):
+            why = f"the movie layer '{result.layer_name}' is no longer in the viewer"
+        if why is not None:
+            if not self.session.busy:
+                show_error(f"Cannot compute the maps: {why}.")
+            return
+        movie = result.selection.movie(result.layer.data)
+        self._context["status"] = self.run_panel.status.value
+        self.run_panel.set_busy("Computing maps (the rate above is final)\u2026")
+        self._start(jobs.maps, self.session.model, movie, dt=result.dt,
+                    name=result.layer_name, action="maps", stopper=_WorkerStopper(self),
+                    on_returned=self._on_maps_returned,
+                    on_yielded=self.run_panel.set_fraction)
 
     def _start(self, function, *args, action: str, on_returned, stopper=None,
                on_yielded=None, **kwargs):
@@ -290,38 +341,43 @@ class DissipationWidget(QWidget):
             worker.yielded.connect(on_yielded)
         worker.returned.connect(on_returned)
         worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_worker_finished)
+        worker.finished.connect(lambda: self._on_worker_finished(worker))
         self.worker = worker
         worker.start()
         return worker
 
     # ------------------------------------------------------------------ worker signals
     def _on_yielded(self, record) -> None:
-        if isinstance(record, str):  # jobs.MAPPING: training is over
-            self.session.begin_maps()
-            self.run_panel.show_mapping(record)
-            return
         self.session.report(record)
 
     def _result(self, **kwargs) -> Result:
         c = self._context
-        return Result.of_layer(c["layer"], c["selection"], c["dt"], **kwargs)
+        result = Result.of_layer(c["layer"], c["selection"], c["dt"], **kwargs)
+        result.record = run_record_arguments(result, options=c.get("options", {}),
+                                             dt_source=c.get("dt_source", ""))
+        return result
 
     def _on_trained(self, out: jobs.TrainOutcome) -> None:
         fit = out.fit
-        result = self._result(ep=out.ep, maps=out.maps, density=out.density, how="trained",
+        c = self._context
+        result = self._result(ep=out.ep, how="trained",
                               **fit_fields(fit, window_chosen=out.window_chosen))
-        self.session.succeed(model=out.model, result=result)
+        self._trained_on = (c["layer"], c["selection"])
         self.run_panel.status.value = describe_fit(fit)
+        self.session.succeed(model=out.model, result=result)
+        self._next = self.compute_maps  # once this worker has finished
 
     def _on_estimated(self, out: jobs.EstimateOutcome) -> None:
-        result = self._result(ep=out.ep, maps=out.maps, density=out.density,
-                              ep_rate=out.ep_rate, how="estimated",
-                              frames_per_input=out.frames_per_input)
+        result = self._result(ep=out.ep, ep_rate=out.ep_rate, ep_rate_ci=out.ep_rate_ci,
+                              how="estimated", frames_per_input=out.frames_per_input,
+                              warnings=list(self._context.get("warnings", [])))
+        self.run_panel.status.value = "Estimated with the current estimator (no training)."
         self.session.succeed(result=result)
-        self.run_panel.status.value = ("Estimated with the current estimator (no training; "
-                                       "the interval needs held-out data and comes with "
-                                       "Train only).")
+        self._next = self.compute_maps
+
+    def _on_maps_returned(self, out: jobs.MapsOutcome) -> None:
+        self.run_panel.status.value = self._context.get("status", "")
+        self.session.succeed(maps=out)
 
     def _on_exported(self, path) -> None:
         self.session.succeed()
@@ -330,9 +386,14 @@ class DissipationWidget(QWidget):
     def _on_errored(self, exc: BaseException) -> None:
         self.session.fail(exc)
 
-    def _on_worker_finished(self) -> None:
+    def _on_worker_finished(self, worker) -> None:
+        if worker is not self.worker:  # a late signal of a worker already replaced
+            return
         self.worker = None
         self.session.end()
+        follow, self._next = self._next, None
+        if follow is not None and not self._closed:
+            follow()
 
     # ------------------------------------------------------------------ session events
     def _on_progress(self, record) -> None:
@@ -345,9 +406,15 @@ class DissipationWidget(QWidget):
         if self._closed:  # a job that ends after the widget closed shows nothing
             return
         config = self.session.model.config_dict() if self.session.has_model else None
+        notes = [describe_lower_bound(result)] + list(result.warnings)
         self.run_panel.show_result(self.results.show(result, estimator_config=config),
-                                   describe_lower_bound(result))
+                                   "\n".join(n for n in notes if n))
         self._update_controls()
+
+    def _on_maps(self, result: Result) -> None:
+        if not self._closed:
+            self.results.show_maps(result)
+            self._update_controls()
 
     def _on_failed(self, job: str, exc: BaseException) -> None:
         if isinstance(exc, jobs.JobError):
@@ -366,16 +433,21 @@ class DissipationWidget(QWidget):
     def _on_finished(self, job: str, succeeded: bool) -> None:
         if job != "Export":
             self.run_panel.finish(succeeded)
+        if job == JOBS["maps"][0] and not succeeded and self.session.stop_requested:
+            self.run_panel.status.value = ("Maps stopped; the rate stands. Press Maps to "
+                                           "compute them.")
 
     def _update_controls(self, *_args) -> None:
         s, run, res = self.session, self.run_panel, self.results_panel
         run.train_button.enabled = s.can("train")
         run.stop_button.enabled = s.can("stop")
         run.estimate_button.enabled = s.can("estimate")
+        run.maps_button.enabled = s.can("maps")
         res.load_button.enabled = s.can("load")
         res.save_button.enabled = s.can("save")
         res.export_trace_button.enabled = s.can("export")
         res.export_maps_button.enabled = s.can("export_maps")
+        res.record_button.enabled = s.can("export") and bool(s.result.record)
         editable = s.can("edit")
         self.movie_panel.set_enabled(editable)
         self.options_form.set_enabled(editable)
@@ -400,6 +472,7 @@ class DissipationWidget(QWidget):
         device = self.options().get("device") or "auto"
         model = load_model(path, device=device)
         self.session.set_model(model)
+        self._trained_on = None
         self.set_options(frames_per_input=model.frames_per_input)
         self._update_controls()
         self.run_panel.status.value = f"Loaded {Path(path).name}; press Estimate to apply it."
@@ -417,6 +490,11 @@ class DissipationWidget(QWidget):
         thread; returns the worker.  :class:`InputError` when there are no maps."""
         return self._export(jobs.export_maps, "export_maps", path, "Dissipation maps")
 
+    def save_record(self, path):
+        """Write the result's reproducibility record (JSON) in a background thread (the
+        input file is hashed there); returns the worker."""
+        return self._export(jobs.export_record, "export", path, "Run record")
+
     def _export(self, function, action: str, path, what: str):
         why = self.session.why_not(action)
         if why is not None:
@@ -426,13 +504,17 @@ class DissipationWidget(QWidget):
                            on_returned=self._on_exported)
 
     def _run_file_action(self, action, path, what: str) -> bool:
+        # A toast is one short line: the file's name, not its whole folder path, comes first.
+        name = Path(path).name
         try:
             action(path)
         except InputError as exc:
-            show_error(f"{what} failed: {exc}")
-        except Exception as exc:  # an OS or engine error must not kill the GUI
+            show_error(f"{what} failed: {str(exc).replace(str(path), name)}")
+        except OSError as exc:
+            show_error(f"{what} failed: {name}: {exc.strerror or exc}")
+        except Exception as exc:  # an engine error must not kill the GUI
             logger.error("%s failed", what, exc_info=exc)
-            show_error(f"{what} failed: {type(exc).__name__}: {exc}")
+            show_error(f"{what} failed: {name}: {type(exc).__name__}: {exc}")
         else:
             return True
         return False

@@ -14,12 +14,14 @@ Modules, one per concern:
 - :mod:`.raw`: uncompressed pixel data, memory-mapped or read with ``pread``
 - :mod:`.tiff`: TIFF, OME-TIFF and ImageJ files and their metadata
 - :mod:`.zarr`: Zarr arrays and OME-Zarr groups
-- :mod:`.read`: :func:`read_movie` and :func:`read_movies`, for any kind of file
+- :mod:`.read`: :func:`read_movie` and :func:`read_movies`, for any kind of file; a file
+  may hold several movies (M, T, H, W), which :func:`read_movies` opens as a data set
+- :mod:`.glued`: warnings for a movie that looks like several movies glued together
 - :mod:`.writers`: movies, maps, tables and JSON, written atomically
 
 Errors in the input are :class:`~napari_dissipation.errors.InputError` with a message
 that names no command-line flag; ``option`` says which choice ("channel", "z",
-"series", "roi") would fix it.
+"series", "roi", "axes", "movie") would fix it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 from .movie import LazyMovie, MovieFile
 from .paths import MOVIE_SUFFIXES, TIFF_SUFFIXES, crop, expand_movie_paths, parse_roi
 from .raw import MAP_LIMIT
-from .read import read_movie, read_movies
+from .read import describe_inputs, read_movie, read_movies
 from .writers import (
     atomic_output,
     write_json,
@@ -41,6 +43,7 @@ __all__ = [
     "LazyMovie",
     "read_movie",
     "read_movies",
+    "describe_inputs",
     "expand_movie_paths",
     "parse_roi",
     "crop",

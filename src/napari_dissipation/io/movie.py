@@ -34,11 +34,16 @@ class MovieFile:
         What was picked from the file: ``series``, ``channel``, ``z`` and ``roi``
         (None where nothing was picked).
     axes : str or None
-        The axes of the file's series before selection (tifffile letters, e.g. ``"TCZYX"``).
+        The axes of the file's series before selection (tifffile letters, e.g. ``"TCZYX"``;
+        ``"MTYX"`` for a file holding several movies).
+    movie : int or None
+        Which movie of a file holding several (an M axis): 0, 1, ...; None otherwise.
+    n_movies : int
+        How many movies the file holds (1 for an ordinary movie).
     """
 
     def __init__(self, path, data, dt=None, pixel_size=None, *, pixel_unit=None,
-                 dt_origin=None, selection=None, axes=None):
+                 dt_origin=None, selection=None, axes=None, movie=None, n_movies=1):
         self.path = Path(path)
         self.data = data
         self.dt = dt
@@ -47,6 +52,23 @@ class MovieFile:
         self.dt_origin = dt_origin
         self.selection = dict(selection or {})
         self.axes = axes
+        self.movie = movie
+        self.n_movies = int(n_movies)
+
+    @property
+    def name(self) -> str:
+        """The file, with ``[i]`` appended for movie i of a file holding several."""
+        return str(self.path) if self.movie is None else f"{self.path}[{self.movie}]"
+
+    def __repr__(self) -> str:
+        shape = getattr(self.data, "shape", None)
+        return f"MovieFile({self.name!r}, shape={shape}, dt={self.dt})"
+
+    def copy_with(self, data, movie=None, n_movies=1) -> MovieFile:
+        """The same file and metadata with other frames (one movie of several)."""
+        return MovieFile(self.path, data, self.dt, self.pixel_size, pixel_unit=self.pixel_unit,
+                         dt_origin=self.dt_origin, selection=self.selection, axes=self.axes,
+                         movie=movie, n_movies=n_movies)
 
 
 class LazyMovie:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .axes import plan, refuse_unused
+from .axes import MOVIE_AXIS, movie_indices, plan, refuse_unused, resolve_axes
 from .movie import LazyMovie, MovieFile
 from .raw import mapped_or_read
 from .units import LENGTH_UNITS_UM, TIME_UNITS, unit_factor
@@ -27,11 +27,11 @@ __all__ = ["read_tiff"]
 _CORRUPT_SIGNS = ("invalid page offset", "invalid value offset", "corrupt", "truncat")
 
 
-def read_tiff(path: Path, *, channel, z, series) -> MovieFile:
-    """Open one TIFF movie lazily; see :func:`napari_dissipation.io.read_movie`.
+def read_tiff(path: Path, *, channel, z, series, axes=None) -> list[MovieFile]:
+    """Open one TIFF lazily: one movie, or several for an M axis.
 
-    Every plane's IFD is parsed up front, so a truncated file is refused here rather
-    than part-way through training.
+    See :func:`napari_dissipation.io.read_movies`.  Every plane's IFD is parsed up front,
+    so a truncated file is refused here rather than part-way through training.
     """
     import tifffile
 
@@ -50,14 +50,16 @@ def read_tiff(path: Path, *, channel, z, series) -> MovieFile:
             for k in range(len(ser)):  # parse every plane's IFD: finds truncated files
                 ser[k]
             _refuse_corrupt(path, log)
-            index, t_axis, selection = plan(path, ser.axes, ser.shape, channel=channel, z=z,
+            letters = resolve_axes(path, ser.axes, ser.shape, axes)
+            index, t_axis, selection = plan(path, letters, ser.shape, channel=channel, z=z,
                                             n_series=n_series, series=series)
             if n_series == 1:
                 refuse_unused(path, {"series": series}, {})
             dt, pixel_size, pixel_unit, origin = _tiff_metadata(tif, ser, s_index, selection)
-            data = _tiff_data(path, tif, ser, tif.series.index(ser), index, size, log)
+            datas = _tiff_data(path, tif, ser, tif.series.index(ser), letters,
+                               movie_indices(letters, ser.shape, index), size, log)
             _refuse_corrupt(path, log)
-            if isinstance(data, LazyMovie):  # keep the parsed file open for the frame reads
+            if any(isinstance(d, LazyMovie) for d in datas):  # keep the file open for reads
                 stack.pop_all()
                 _TiffPlanes._handle(str(path), tif)
     except InputError:
@@ -65,8 +67,11 @@ def read_tiff(path: Path, *, channel, z, series) -> MovieFile:
     except Exception as exc:
         what = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
         raise InputError(f"{path}: cannot read as TIFF ({what})") from None
-    return MovieFile(path, data, dt=dt, pixel_size=pixel_size, pixel_unit=pixel_unit,
-                     dt_origin=origin, selection=selection, axes=ser.axes)
+    several = MOVIE_AXIS in letters
+    return [MovieFile(path, d, dt=dt, pixel_size=pixel_size, pixel_unit=pixel_unit,
+                      dt_origin=origin, selection=selection, axes=letters,
+                      movie=m if several else None, n_movies=len(datas))
+            for m, d in enumerate(datas)]
 
 
 def _series_index(path, all_series, series) -> int:
@@ -167,8 +172,8 @@ def _refuse_corrupt(path, log) -> None:
             raise InputError(f"{path}: truncated or corrupt TIFF ({detail})")
 
 
-def _tiff_data(path, tif, ser, s_index, index, size, log):
-    """The (T, H, W) movie of series ``s_index``: mapped when it can be, else page by page."""
+def _tiff_data(path, tif, ser, s_index, axes, indices, size, log) -> list:
+    """One (T, H, W) movie per index: mapped when it can be, else page by page."""
     shape = tuple(ser.shape)
     if ser.dataoffset is not None and ser.keyframe.is_memmappable:
         dtype = np.dtype(tif.byteorder + ser.dtype.char)
@@ -176,14 +181,15 @@ def _tiff_data(path, tif, ser, s_index, index, size, log):
         if need > size:
             raise InputError(f"{path}: truncated or corrupt TIFF: the pixel data need {need} "
                              f"bytes, the file has {size}")
-        return mapped_or_read(path, dtype, ser.dataoffset, shape, tuple(index))
-    return _paged(path, ser, s_index, index, size, log)
+        return [mapped_or_read(path, dtype, ser.dataoffset, shape, tuple(ix))
+                for ix in indices]
+    lead = _check_pages(path, ser, axes, size, log)
+    return [_paged(path, ser, s_index, axes, lead, ix) for ix in indices]
 
 
-def _paged(path, ser, s_index, index, size, log) -> LazyMovie:
-    """A :class:`LazyMovie` reading one TIFF page per frame (compressed or scattered data)."""
+def _check_pages(path, ser, axes, size, log) -> int:
+    """How many leading axes enumerate the pages; refused when a page is missing or cut."""
     shape = tuple(ser.shape)
-    axes = ser.axes
     truncated = f"{path}: truncated or corrupt TIFF"
     n_pages = len(ser)
     # The leading axes enumerate the pages; the rest lie within one page.
@@ -203,6 +209,12 @@ def _paged(path, ser, s_index, index, size, log) -> LazyMovie:
         if ends and max(ends) > size:
             raise InputError(f"{truncated}: plane {k} of {n_pages} ends past the end of the "
                              f"file ({max(ends)} > {size} bytes)")
+    return lead
+
+
+def _paged(path, ser, s_index, axes, lead, index) -> LazyMovie:
+    """A :class:`LazyMovie` reading one TIFF page per frame (compressed or scattered data)."""
+    shape = tuple(ser.shape)
     t_axis = next(i for i, ix in enumerate(index) if isinstance(ix, slice))
     if t_axis >= lead:
         raise InputError(f"{path}: the time axis of {axes!r} lies within one TIFF page")

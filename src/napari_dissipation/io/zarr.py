@@ -13,19 +13,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .axes import check_movie_shape, plan, refuse_unused
+from .axes import MOVIE_AXIS, movie_indices, plan, refuse_unused, resolve_axes
 from .movie import LazyMovie, MovieFile
 from .units import LENGTH_UNITS_UM, TIME_UNITS, unit_factor
 
 __all__ = ["read_zarr"]
 
 
-def read_zarr(path: Path, *, channel, z, series) -> MovieFile:
-    """Open a Zarr array or OME-Zarr group lazily; see :func:`napari_dissipation.io.read_movie`.
+def read_zarr(path: Path, *, channel, z, series, axes=None) -> list[MovieFile]:
+    """Open a Zarr array or OME-Zarr group lazily: one movie, or several for an M axis.
 
-    Axis names come from the array's dimension names (Zarr 3), ``_ARRAY_DIMENSIONS``
-    (xarray's convention) or the OME multiscales; without names a 3-D array is (T, H, W).
-    dt and pixel size come from the OME scale of the first resolution level.
+    See :func:`napari_dissipation.io.read_movies`.  Axis names come from ``axes``, else
+    the array's dimension names (Zarr 3), ``_ARRAY_DIMENSIONS`` (xarray's convention) or
+    the OME multiscales; without names the rule of :mod:`.axes` applies ((T, H, W) or
+    (M, T, H, W)).  dt and pixel size come from the OME scale of the first resolution level.
     """
     try:
         import zarr
@@ -41,24 +42,26 @@ def read_zarr(path: Path, *, channel, z, series) -> MovieFile:
         arr, array_path = node, ""
         names = (getattr(getattr(arr, "metadata", None), "dimension_names", None)
                  or arr.attrs.get("_ARRAY_DIMENSIONS"))
-        axes = "".join(str(n)[0].upper() for n in names) if names and all(names) else None
+        file_axes = "".join(str(n)[0].upper() for n in names) if names and all(names) else None
     else:
-        arr, array_path, axes = _group_array(path, node, meta)
+        arr, array_path, file_axes = _group_array(path, node, meta)
     shape = tuple(arr.shape)
-    if axes is None or len(axes) != len(shape):
-        if len(shape) == 2:
-            check_movie_shape(path, shape)
-        if len(shape) != 3:
-            raise InputError(f"{path}: a Zarr array of shape {shape} without axis names; "
-                             "expected (T, H, W)")
-        axes = "TYX"
-    index, _, selection = plan(path, axes, shape, channel=channel, z=z)
+    if file_axes is not None and len(file_axes) != len(shape):
+        file_axes = None
+    letters = resolve_axes(path, file_axes, shape, axes)
+    index, _, selection = plan(path, letters, shape, channel=channel, z=z)
     refuse_unused(path, {"series": series}, {})
-    t_axis = next(i for i, ix in enumerate(index) if isinstance(ix, slice))
-    hw = tuple(n for a, n in zip(axes, shape, strict=True) if a in "YX")
-    reader = _ZarrPlanes(path, array_path, index, t_axis)
-    data = LazyMovie(reader, shape[t_axis], hw, arr.dtype, name=str(path))
-    return MovieFile(path, data, selection=selection, axes=axes, **meta)
+    hw = tuple(n for a, n in zip(letters, shape, strict=True) if a in "YX")
+    indices = movie_indices(letters, shape, index)
+    several = MOVIE_AXIS in letters
+    out = []
+    for m, ix in enumerate(indices):
+        t_axis = next(i for i, v in enumerate(ix) if isinstance(v, slice))
+        reader = _ZarrPlanes(path, array_path, ix, t_axis)
+        data = LazyMovie(reader, shape[t_axis], hw, arr.dtype, name=str(path))
+        out.append(MovieFile(path, data, selection=selection, axes=letters,
+                             movie=m if several else None, n_movies=len(indices), **meta))
+    return out
 
 
 def _group_array(path, node, meta: dict):

@@ -77,7 +77,7 @@ def simulate_and_render(
     movies = np.empty((int(n_movies), int(n_frames), *out_shape), dtype=options.dtype)
     for m, movie_seq in enumerate(noise_seq.spawn(int(n_movies))):
         render_spots(spot_centres(positions[m]), frame_shape, options, amplitudes=amplitudes,
-                     rng=np.random.default_rng(movie_seq), out=movies[m])
+                     rng=np.random.default_rng(movie_seq), out=movies[m], dt=dt)
 
     sigma_out = options.psf_sigma / b
     true_map = psf_density(to_output_pixels(map_points, b), map_weights_from_dof(dof_rates),

@@ -9,7 +9,8 @@ profile x column profile), so a frame is one batched matrix product.
 The camera model, in order: clean image (spots + ``background``) at the full resolution
 -> Poisson shot noise (``photons`` per spot peak) -> ``binning`` (mean over
 ``binning x binning`` blocks) -> additive Gaussian read noise (``read_noise`` times the spot
-peak) -> rounding and clipping to 8 or 16 bits.
+peak) -> rounding and clipping to 8 or 16 bits.  Optional disturbances of the microscope
+(bleaching, illumination drift, stage drift; :mod:`.disturb`) enter the clean image.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from ..errors import InputError
+from .disturb import brightness, illumination, is_disturbed, stage_offsets
 
 __all__ = ["RenderOptions", "render_spots", "spot_profiles", "psf_density"]
 
@@ -51,6 +53,15 @@ class RenderOptions:
         (0.1, 0.3, 1.0 for 10, 30, 100 %).  Applied after binning.
     binning : int
         Integer binning factor: output pixels are the mean of ``binning x binning`` blocks.
+    bleach : float or None
+        Bleaching time constant, seconds: spot brightness ``exp(-t / bleach)``; None: off.
+    illumination_drift : float
+        Uneven background rising linearly over the movie to this fraction of the spot peak
+        (0: off).
+    stage_drift : float
+        Speed of a rigid drift of the whole scene, output pixels per second (0: off).
+    stage_drift_angle : float
+        Direction of the stage drift, degrees from the column axis towards the row axis.
     """
 
     psf_sigma: float = 1.5
@@ -61,6 +72,10 @@ class RenderOptions:
     photons: float | None = None
     read_noise: float = 0.0
     binning: int = 1
+    bleach: float | None = None
+    illumination_drift: float = 0.0
+    stage_drift: float = 0.0
+    stage_drift_angle: float = 30.0
 
     def __post_init__(self):
         if not self.psf_sigma > 0:
@@ -79,6 +94,15 @@ class RenderOptions:
             raise InputError(f"read_noise must be >= 0, got {self.read_noise}")
         if int(self.binning) != self.binning or self.binning < 1:
             raise InputError(f"binning must be a positive integer, got {self.binning}")
+        if self.bleach is not None and not (np.isfinite(self.bleach) and self.bleach > 0):
+            raise InputError(f"bleach must be a positive time constant in seconds, "
+                             f"got {self.bleach}")
+        if not (np.isfinite(self.illumination_drift) and self.illumination_drift >= 0):
+            raise InputError(f"illumination_drift must be >= 0 (a fraction of the spot "
+                             f"peak), got {self.illumination_drift}")
+        if not (np.isfinite(self.stage_drift) and np.isfinite(self.stage_drift_angle)):
+            raise InputError("stage_drift (pixels per second) and stage_drift_angle "
+                             "(degrees) must be finite numbers")
 
     @property
     def max_value(self) -> int:
@@ -178,7 +202,8 @@ def psf_density(centres, weights, shape: tuple[int, int], sigma: float) -> np.nd
 
 
 def render_spots(centres, shape: tuple[int, int], options: RenderOptions | None = None, *,
-                 amplitudes=None, rng=None, chunk: int = 2048, out=None) -> np.ndarray:
+                 amplitudes=None, rng=None, chunk: int = 2048, out=None,
+                 dt: float | None = None) -> np.ndarray:
     """Render spots to frames with the camera model of :class:`RenderOptions`.
 
     Parameters
@@ -196,6 +221,9 @@ def render_spots(centres, shape: tuple[int, int], options: RenderOptions | None 
         Frames rendered at a time (bounds the float32 working memory).
     out : ndarray, shape (T, H // binning, W // binning), optional
         Output array to fill.
+    dt : float, optional
+        Seconds per frame; needed only by the disturbances (bleaching, drifts), which
+        treat ``centres[0]`` as the movie's first frame.
 
     Returns
     -------
@@ -214,13 +242,22 @@ def render_spots(centres, shape: tuple[int, int], options: RenderOptions | None 
     amp = np.ones(S, np.float32) if amplitudes is None else np.asarray(amplitudes, np.float32)
     if amp.shape != (S,):
         raise ValueError(f"amplitudes must have shape ({S},), got {amp.shape}")
+    disturbed = is_disturbed(opts)
+    if disturbed and not (dt is not None and dt > 0):
+        raise ValueError("bleaching and drifts need dt, the seconds per frame")
     if out is None:
         out = np.empty((T, H // b, W // b), dtype=opts.dtype)
     peak = opts.peak_value
     for start in range(0, T, chunk):
         stop = min(start + chunk, T)
         c = centres[start:stop]
+        frames = np.arange(start, stop)
+        if opts.stage_drift:
+            c = c + stage_offsets(frames, T, dt, opts.stage_drift, opts.stage_drift_angle,
+                                  b)[:, None, :]
         rows = spot_profiles(c[..., 0], H, opts.psf_sigma) * amp[:, None]  # (t, S, H)
+        if opts.bleach is not None:
+            rows *= brightness(frames, dt, opts.bleach)[:, None, None]
         cols = spot_profiles(c[..., 1], W, opts.psf_sigma)  # (t, S, W)
         # (t, H, W) in units of the peak.  matmul is fastest for a few spots; with many,
         # its multi-threaded BLAS stalls on a busy machine where einsum's loop stays steady.
@@ -230,6 +267,8 @@ def render_spots(centres, shape: tuple[int, int], options: RenderOptions | None 
             img = np.einsum("tsh,tsw->thw", rows, cols)
         if opts.background:
             img += np.float32(opts.background)
+        if opts.illumination_drift:
+            img += illumination(frames, T, (H, W), opts.illumination_drift)
         if opts.photons is not None:
             scale = np.float32(opts.photons)
             img = rng.poisson(img * scale).astype(np.float32) / scale
