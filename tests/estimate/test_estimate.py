@@ -308,6 +308,10 @@ def test_stop_request_ends_training_promptly(bead_spring_small):
     assert records <= 1  # the record of the step that saw the request
     assert result.stopped and result.iterations <= 40
     assert np.isfinite(result.ep_rate)
+    # the user waits: no read-out refit after a Stop (its training noise still widens
+    # the interval)
+    assert not any(h.get("readout_refit") for h in result.history)
+    assert "readout_sd" in result.ci_info
 
 
 def test_seeded_runs_are_reproducible(bead_spring_small):

@@ -404,7 +404,8 @@ class _Loop:
         if ctx.is_main:
             refit = _refit(self.model, self.data, self.train_m, self.train_s,
                            self.train_units, self.eval_units, self.best_eps,
-                           self.norm, self.device, self.rng)
+                           self.norm, self.device, self.rng,
+                           refit=state.reason != "stopped")
         if ctx.active:  # rank 0's refit result and final weights on every rank
             refit = ctx.broadcast_object(refit)
             ctx.broadcast_state(self.model)
@@ -428,18 +429,18 @@ def _forward_precision(device, enabled: bool):
 
 
 def _refit(model, data, train_m, train_s, train_u, eval_units, before_eps: np.ndarray,
-           norm, device, rng) -> dict:
+           norm, device, rng, *, refit: bool = True) -> dict:
     """Newton refit of the read-out on training windows; kept only if clearly better.
 
     ``before_eps`` is the held-out EP of each window of ``eval_units`` under the model as
     it comes in (the kept weights); the refit replaces them only when it beats them as an
     evaluation must during training (:func:`_clearly_better`): its parameters include the
     read-out of features the network never learnt when the warm start was kept, and a
-    chance gain on the validation windows would fit their noise.  ``train_u`` is the
-    independent unit of each training window.  Returns the refit's figures, ``kept``, and
-    ``readout_sd``:
-    the training noise of the final read-out, as the standard deviation of the held-out
-    mean EP per window (k_B).
+    chance gain on the validation windows would fit their noise.  ``refit=False`` (after
+    a user's Stop, who waits for the result) only measures the read-out's training noise.
+    ``train_u`` is the independent unit of each training window.  Returns the refit's
+    figures, ``kept``, and ``readout_sd``: the training noise of the final read-out, as
+    the standard deviation of the held-out mean EP per window (k_B).
     """
     columns = model.readout_columns()
     window_pixels = data.k * int(np.prod(data.frame_shape))
@@ -464,7 +465,7 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, before_eps: np.nd
     best = None
     # The penalty keeps the refit from fitting the noise of the training windows; its
     # strength is chosen on the held-out windows, like the stopping point.
-    for ridge in READOUT_RIDGES:
+    for ridge in READOUT_RIDGES if refit else ():
         model.load_state_dict(start)
         info = refit_readout(model, feats, ridge=ridge, columns=columns)
         if info.get("skipped"):
