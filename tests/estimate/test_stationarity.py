@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage
 
 from napari_dissipation import simulate
+from napari_dissipation.estimate import correction as cr
 from napari_dissipation.estimate import stationarity as st
 
 DT = 0.01
@@ -66,7 +67,7 @@ def test_stage_drift_fires_and_is_measured():
 def test_too_short_movies_are_left_alone():
     movie = np.random.default_rng(0).poisson(5.0, (20, 8, 8)).astype(np.uint16)
     assert st.check_movies(movie, DT).ok
-    assert st.correct_movie(movie) is movie
+    assert cr.correct_movie(movie) is movie
 
 
 @pytest.mark.parametrize("shift", [(3.0, -2.0), (0.4, -1.3)])
@@ -88,7 +89,7 @@ def test_correction_registers_a_known_drift():
     report = st.check_movies(movie, DT)
     assert [f.kind for f in report.findings] == ["drift"]
     np.testing.assert_allclose(report.movies[0]["drift_px"], [4.0, 2.0], atol=0.3)
-    out = st.correct_movie(movie)
+    out = cr.correct_movie(movie)
     core = np.array([b.mean(axis=0)[6:-6, 6:-6] for b in np.array_split(out, 10)])
     err = np.hypot(*st.image_shift(core, core[5]).T)
     assert err.max() < 0.1, err
@@ -106,7 +107,7 @@ def test_correction_undoes_bleaching_and_illumination():
         # The plain movie is left as it is (nothing flagged); its flat background goes
         # with each frame's mean, and each movie has its own level: compare shapes.
         a = a_sim.movies[m].astype(np.float32)
-        b = st.correct_movie(b_sim.movies[m])
+        b = cr.correct_movie(b_sim.movies[m])
         a = a - a.mean(axis=(1, 2), keepdims=True)
         b = b - b.mean(axis=(1, 2), keepdims=True)
         a, b = a / np.sqrt(np.mean(a**2)), b / np.sqrt(np.mean(b**2))
@@ -115,26 +116,26 @@ def test_correction_undoes_bleaching_and_illumination():
         assert err.max() < 0.02, err.max()
     report = st.check_movies(b_sim.movies, DT)
     assert "background" in {f.kind for f in report.findings}
-    assert st.check_movies([st.correct_movie(b_sim.movies[0])], DT).ok
+    assert st.check_movies([cr.correct_movie(b_sim.movies[0])], DT).ok
 
 
 def test_a_stationary_movie_is_left_exactly_as_it_is(clean):
     """Nothing flagged, nothing changed: the same object comes back, so a clean movie
     gives exactly the rate it gives with the correction off."""
     for movie in clean.movies[:2]:
-        assert st.correct_movie(movie) is movie
+        assert cr.correct_movie(movie) is movie
     given = list(clean.movies[:2])
-    movies, warnings = st.prepare_movies(given, DT, ["a.tif", "b.tif"], correct=True)
+    movies, warnings = cr.prepare_movies(given, DT, ["a.tif", "b.tif"], correct=True)
     assert warnings == [] and all(a is b for a, b in zip(movies, given, strict=True))
 
 
 def test_prepare_movies_says_what_was_done():
     sim = simulate.bead_spring(seed=5, bleach=10.0, **SIM)
-    movies, warnings = st.prepare_movies(sim.movies, DT, ["a.tif", "b.tif"], correct=False)
+    movies, warnings = cr.prepare_movies(sim.movies, DT, ["a.tif", "b.tif"], correct=False)
     assert movies[0] is sim.movies[0] or np.shares_memory(movies[0], sim.movies)
     assert warnings[0].endswith("not corrected (nonstationarity=check): the rate may "
                                 "include it.")
-    movies, warnings = st.prepare_movies(sim.movies, DT, ["a.tif", "b.tif"], correct=True)
+    movies, warnings = cr.prepare_movies(sim.movies, DT, ["a.tif", "b.tif"], correct=True)
     assert movies[0].dtype == np.float32
     assert "; corrected (" in warnings[0]
     assert not any(w.startswith("After the correction") for w in warnings)
@@ -157,7 +158,7 @@ def test_inference_applies_the_training_correction_and_old_models_do_not(tmp_pat
                          norm=Normalisation(0.0, 1.0), frame_shape=movie.shape[1:],
                          raw_frame_shape=movie.shape[1:], dt=DT, config=config)
     np.testing.assert_array_equal(model._windows_of(movie, "m").movies[0],
-                                  st.correct_movie(movie))
+                                  cr.correct_movie(movie))
     path = model.save(tmp_path / "model.pt")
     assert load_model(path).config.nonstationarity == "correct"
     # a file written before the option existed: trained on raw movies, read them raw

@@ -19,7 +19,7 @@ from .config import EstimatorConfig
 from .data import MovieSet
 from .result import FitResult
 from .state import read_checkpoint
-from .stationarity import prepare_movies
+from .correction import prepare_movies
 from .stats import bootstrap_rate_ci, per_transition, split_units, widen_interval
 from .train import Progress, train
 from .trained import TrainedModel, build_network, check_dt, resolve_device

@@ -57,7 +57,7 @@ class FitResult:
     config : dict
     warnings : list of str
         Non-stationarity found in the movies (bleaching, drifts), in plain sentences, each
-        saying whether it was corrected; see :mod:`~.stationarity`.
+        saying whether it was corrected; see :mod:`~.stationarity` and :mod:`~.correction`.
     """
 
     ep_rate: float

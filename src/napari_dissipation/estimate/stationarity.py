@@ -3,7 +3,7 @@
 Bleaching, drifting illumination and stage drift give a movie an arrow of time that is not
 dissipation in the sample; a network trained on such a movie reads it as entropy
 production (often far more than the sample's).  :func:`check_movies` looks for them in each
-movie; :func:`correct_movie` removes what is safe to remove.
+movie; :func:`~.correction.correct_movie` removes what is safe to remove.
 
 What is checked, per movie: trends over the movie in the mean intensity (more than 5%),
 in the background (the dimmest pixels; more than 5% of the contrast) and in the image's
@@ -14,11 +14,7 @@ few of its correlation times long cannot tell them from a drift.  The thresholds
 calibrated on stationary series and on bead-spring movies with shot and read noise, which
 raise no warning (tests/estimate/test_stationarity.py).
 
-What is corrected (:func:`correct_movie`, deterministic, one movie at a time, so inference
-applies exactly the transform training saw), only where the movie's check flags it: a
-clear rigid drift is undone (sub-pixel); a smooth background plane is subtracted and each
-frame divided by the smooth trend of its intensity level.  The frame-to-frame motion,
-where the EP is, is left alone; nothing undoes bleaching that fades spots into the noise.
+What is corrected, and how, is in :mod:`.correction`.
 """
 
 from __future__ import annotations
@@ -27,8 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["StationarityReport", "check_movies", "correct_movie", "prepare_movies",
-           "image_shift"]
+__all__ = ["StationarityReport", "check_movies", "image_shift"]
 
 #: Blocks a movie is cut into for trends and block-mean images (fewer for short movies).
 BLOCKS = 20
@@ -187,6 +182,39 @@ def _correlation_time(x: np.ndarray) -> float:
     stop = np.flatnonzero(rho < 0)
     stop = int(stop[0]) if stop.size else n
     return float(np.clip(1.0 + 2.0 * rho[1:stop].sum(), 1.0, n))
+
+
+# ---------------------------------------------------------------------- background
+def _plane_basis(H: int, W: int) -> np.ndarray:
+    """(3, H, W): constant, row and column coordinates (centred, in frame heights/widths)."""
+    rows, cols = np.meshgrid((np.arange(H) - (H - 1) / 2) / H, (np.arange(W) - (W - 1) / 2) / W,
+                             indexing="ij")
+    return np.stack([np.ones((H, W)), rows, cols])
+
+
+def _plane_coefs(x: np.ndarray, iterations: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Background plane under each image: (n, H, W) -> coefficients (n, 3) and the basis
+    (3, H, W).
+
+    A least-squares plane refitted to the pixels less than one robust standard deviation
+    above it, a few times: bright objects drop out and the plane settles on the background
+    (at most about 4096 pixels per image are used).
+    """
+    n, H, W = x.shape
+    basis = _plane_basis(H, W)
+    step = max(1, (H * W) // 4096)
+    B = basis.reshape(3, -1)[:, ::step]
+    y = x.reshape(n, -1)[:, ::step].astype(np.float64)
+    keep = np.ones_like(y)
+    tiny = 1e-6 * (np.abs(y).max(axis=1) + 1)
+    for _ in range(iterations):
+        A = np.einsum("np,ip,jp->nij", keep, B, B) + 1e-9 * np.eye(3)
+        coef = np.linalg.solve(A, ((keep * y) @ B.T)[..., None])[..., 0]
+        resid = y - coef @ B
+        # mean absolute deviation of the kept pixels, as a Gaussian standard deviation
+        spread = 1.2533 * (keep * np.abs(resid)).sum(axis=1) / np.maximum(keep.sum(axis=1), 1)
+        keep = (resid <= (spread + tiny)[:, None]).astype(np.float64)
+    return coef, basis
 
 
 # ---------------------------------------------------------------------- registration
@@ -417,184 +445,21 @@ def check_movies(movies, dt: float, names=None) -> StationarityReport:
     from .data import as_movie_list
 
     items, names = as_movie_list(movies, names)
-    rows = [r for r in (_movie_numbers(m, n) for m, n in zip(items, names, strict=True))
-            if r is not None]
+    return _report([_movie_numbers(m, n) for m, n in zip(items, names, strict=True)], dt)
+
+
+def _report(numbers: list, dt: float) -> StationarityReport:
+    """The report of :func:`_movie_numbers` of every movie (None: too short to check)."""
+    rows = [r for r in numbers if r is not None]
     findings = []
     for kind in ("intensity", "background", "drift", "activity"):
         hit = [r for r in rows if kind in r["flags"]]
         if not hit:
             continue
-        where = f"{hit[0]['name']}: " if len(items) == 1 else ""
-        tail = "" if len(items) == 1 else f" in {len(hit)} of {len(items)} movies"
+        where = f"{hit[0]['name']}: " if len(numbers) == 1 else ""
+        tail = "" if len(numbers) == 1 else f" in {len(hit)} of {len(numbers)} movies"
         findings.append(Finding(kind, f"{where}{_sentence(kind, hit)}{tail}.",
                                 [r["name"] for r in hit]))
     for r in rows:
         r["dt"] = float(dt)
     return StationarityReport(movies=rows, findings=findings)
-
-
-# ---------------------------------------------------------------------- the correction
-def _plane_basis(H: int, W: int) -> np.ndarray:
-    """(3, H, W): constant, row and column coordinates (centred, in frame heights/widths)."""
-    rows, cols = np.meshgrid((np.arange(H) - (H - 1) / 2) / H, (np.arange(W) - (W - 1) / 2) / W,
-                             indexing="ij")
-    return np.stack([np.ones((H, W)), rows, cols])
-
-
-def _plane_coefs(x: np.ndarray, iterations: int = 6) -> tuple[np.ndarray, np.ndarray]:
-    """Background plane under each image: (n, H, W) -> coefficients (n, 3) and the basis
-    (3, H, W).
-
-    A least-squares plane refitted to the pixels less than one robust standard deviation
-    above it, a few times: bright objects drop out and the plane settles on the background
-    (at most about 4096 pixels per image are used).
-    """
-    n, H, W = x.shape
-    basis = _plane_basis(H, W)
-    step = max(1, (H * W) // 4096)
-    B = basis.reshape(3, -1)[:, ::step]
-    y = x.reshape(n, -1)[:, ::step].astype(np.float64)
-    keep = np.ones_like(y)
-    tiny = 1e-6 * (np.abs(y).max(axis=1) + 1)
-    for _ in range(iterations):
-        A = np.einsum("np,ip,jp->nij", keep, B, B) + 1e-9 * np.eye(3)
-        coef = np.linalg.solve(A, ((keep * y) @ B.T)[..., None])[..., 0]
-        resid = y - coef @ B
-        # mean absolute deviation of the kept pixels, as a Gaussian standard deviation
-        spread = 1.2533 * (keep * np.abs(resid)).sum(axis=1) / np.maximum(keep.sum(axis=1), 1)
-        keep = (resid <= (spread + tiny)[:, None]).astype(np.float64)
-    return coef, basis
-
-
-def _through_blocks(values: np.ndarray, block: np.ndarray) -> np.ndarray:
-    """Per-frame values from per-block values (nb, ...): a cubic in time fitted through the
-    block centres (smooth: the noise of single blocks is not followed)."""
-    T, nb = len(block), len(values)
-    centres = np.array([np.mean(np.flatnonzero(block == i)) for i in range(nb)]) / T
-    flat = values.reshape(nb, -1)
-    coef = np.polyfit(centres, flat, min(3, nb - 2))
-    t = np.arange(T) / T
-    return np.stack([np.polyval(c, t) for c in coef.T], axis=1).reshape((T,) + values.shape[1:])
-
-
-def correct_movie(movie) -> np.ndarray:
-    """Remove slow intensity and background trends and a clear rigid drift from a movie.
-
-    Deterministic and per movie: the same movie always gets the same transform, at
-    training and at inference.
-
-    Parameters
-    ----------
-    movie : array-like, shape (T, H, W)
-        Any dtype.
-
-    Returns
-    -------
-    ndarray, shape (T, H, W), float32, or the input movie
-        First the frames are shifted back (cubic spline, sub-pixel) along the drift where
-        :func:`check_movies` would call the drift clear (measured twice: the second pass
-        measures what the first left).  Then the movie is cut into ``BLOCKS`` blocks of
-        consecutive frames; from each block's mean image come a background plane (fitted
-        to the pixels not brighter than it, see ``_plane_coefs``) and the mean level above
-        it (inside a margin of a tenth of the frame), carried to every frame by a cubic in
-        time fitted through the block centres (for the level, through its logarithm).
-        Each frame minus its background is divided by its level (rescaled to the movie's
-        median level).  Only what the movie's own check flags is corrected (the
-        photometric steps for an intensity or background trend, the registration for a
-        drift): a movie with nothing flagged, or shorter than ``4 * MIN_BLOCK_FRAMES``
-        frames, comes back unchanged (the same object), so that a clean movie gives
-        exactly the rate it gives unchecked.
-    """
-    numbers = _movie_numbers(movie, "")
-    flags = set(numbers["flags"]) if numbers is not None else set()
-    if not flags & {"intensity", "background", "drift"}:
-        return movie
-    T = int(movie.shape[0])
-    x = np.empty(movie.shape, np.float32)
-    for a in range(0, T, CHUNK):
-        x[a:a + CHUNK] = _frames(movie, a, min(a + CHUNK, T))
-    nb = _n_blocks(T)
-    block = _block_of(T, nb)
-    if "drift" in flags:
-        x = _register(x, block, nb)
-    if flags & {"intensity", "background"}:
-        _remove_trends(x, block, nb)
-    return x
-
-
-def _register(x: np.ndarray, block: np.ndarray, nb: int) -> np.ndarray:
-    """``x`` shifted back along its drift where it is clear (else ``x`` itself).
-
-    A second pass measures what the first left; the frames are interpolated once, along
-    the sum (cubic spline, edges filled with the nearest pixels).
-    """
-    from scipy import ndimage
-
-    drift = np.zeros((len(x), 2))
-    out = x
-    for _ in range(2):
-        more, _ = _drift(out, _block_images(out, block, nb), block)
-        if not np.any(more):
-            break
-        drift += more
-        out = np.empty_like(x)
-        for t in range(len(x)):
-            out[t] = ndimage.shift(x[t], -drift[t], order=3, mode="nearest")
-    return out
-
-
-def _remove_trends(x: np.ndarray, block: np.ndarray, nb: int) -> None:
-    """Subtract the smooth background and divide by the smooth level, in place."""
-    T, H, W = x.shape
-    images = _block_images(x, block, nb)
-    coef, basis = _plane_coefs(images)
-    # The level inside a margin: registration fills the edges by repeating pixels.
-    core = (slice(None), slice(H // 10, H - H // 10), slice(W // 10, W - W // 10))
-    level = (images - np.einsum("np,phw->nhw", coef, basis))[core].mean(axis=(1, 2))
-    coef = _through_blocks(coef, block).astype(np.float32)
-    basis = basis.astype(np.float32)
-    for a in range(0, T, CHUNK):
-        x[a:a + CHUNK] -= np.einsum("np,phw->nhw", coef[a:a + CHUNK], basis)
-    if level.min() > 0:
-        # In logarithms: bleaching is exponential.
-        level = np.exp(_through_blocks(np.log(level), block))
-        x *= (np.median(level) / level).astype(np.float32)[:, None, None]
-
-
-# ---------------------------------------------------------------------- estimator's step
-_CORRECTED = {"intensity": "corrected (each frame rescaled to the smooth intensity trend)",
-              "background": "corrected (smooth background trend subtracted)",
-              "drift": "corrected (frames registered along the fitted drift)",
-              "activity": "not correctable: the rate averages over the change"}
-
-
-def prepare_movies(movies, dt: float, names, *, correct: bool) -> tuple[list, list[str]]:
-    """Check every movie and, when ``correct``, correct it: what the estimator trains on.
-
-    Returns
-    -------
-    movies : list of array-like
-        With ``correct``, each movie corrected for what its check flagged (float32), or
-        the input movie itself when nothing was; else the input movies unchanged.
-    warnings : list of str
-        What the check found in the raw movies, each saying whether it was corrected, and
-        what a second check still finds in the corrected ones.
-    """
-    from .data import as_movie_list
-
-    items, names = as_movie_list(movies, names)
-    found = check_movies(items, dt, names)
-    if not correct:
-        return items, [f"{f.sentence[:-1]}; not corrected (nonstationarity=check): the rate "
-                       f"may include it." for f in found.findings]
-    fixed = [correct_movie(m) for m in items]
-    warnings = [f"{f.sentence[:-1]}; {_CORRECTED[f.kind]}." for f in found.findings]
-    changed = [i for i, (m, f) in enumerate(zip(items, fixed, strict=True)) if f is not m]
-    # The second check leaves out the edges, which registration fills by repeating pixels.
-    after = check_movies([fixed[i][:, fixed[i].shape[1] // 10:-(fixed[i].shape[1] // 10) or None,
-                                   fixed[i].shape[2] // 10:-(fixed[i].shape[2] // 10) or None]
-                          for i in changed], dt, [names[i] for i in changed]) if changed else None
-    warnings += [f"After the correction: {f.sentence[:-1]}; the rate may include it."
-                 for f in (after.findings if after else []) if f.kind != "activity"
-                 or "activity" not in [g.kind for g in found.findings]]
-    return fixed, warnings

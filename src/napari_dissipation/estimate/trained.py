@@ -106,7 +106,7 @@ class TrainedModel:
                              f"{self.raw_frame_shape} the model was trained on")
         if getattr(self.config, "nonstationarity", "check") == "correct":
             # The transform training applied (deterministic, per movie).
-            from .stationarity import correct_movie
+            from .correction import correct_movie
 
             data = MovieSet([correct_movie(data.movies[0])], names=[name],
                             frames_per_input=self.frames_per_input, stride=self.stride,
