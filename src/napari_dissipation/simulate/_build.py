@@ -34,6 +34,38 @@ def to_output_pixels(points, binning: int) -> np.ndarray:
     return (np.asarray(points, dtype=np.float64) + 0.5) / binning - 0.5
 
 
+def output_shape(frame_shape: tuple[int, int], options: RenderOptions) -> tuple[int, int]:
+    """Frame shape after binning; refuses a frame the binning does not divide."""
+    H, W = frame_shape
+    b = int(options.binning)
+    if H % b or W % b:
+        raise InputError(f"frame size {H}x{W} px is not divisible by the binning {b}",
+                         option="bin")
+    return H // b, W // b
+
+
+def render_movies(positions: np.ndarray, spot_centres: Callable, frame_shape: tuple[int, int],
+                  options: RenderOptions, noise_seq: np.random.SeedSequence, dt: float, *,
+                  amplitudes: np.ndarray | None = None) -> np.ndarray:
+    """Movies (M, T, H', W') of sampled positions (M, T, n): ``spot_centres`` maps one
+    movie's positions to spot centres (T, S, 2) in unbinned pixels; each movie's camera
+    noise has its own stream spawned from ``noise_seq``."""
+    M, T = positions.shape[:2]
+    movies = np.empty((M, T, *output_shape(frame_shape, options)), dtype=options.dtype)
+    for m, movie_seq in enumerate(noise_seq.spawn(M)):
+        render_spots(spot_centres(positions[m]), frame_shape, options, amplitudes=amplitudes,
+                     rng=np.random.default_rng(movie_seq), out=movies[m], dt=dt)
+    return movies
+
+
+def true_rate_map(points: np.ndarray, weights: np.ndarray, out_shape: tuple[int, int],
+                  options: RenderOptions) -> np.ndarray:
+    """The true EP-rate map: ``weights`` (P,) spread by the PSF around the unbinned
+    ``points`` (P, 2), on the binned frame."""
+    b = int(options.binning)
+    return psf_density(to_output_pixels(points, b), weights, out_shape, options.psf_sigma / b)
+
+
 def simulate_and_render(
     *,
     system: str,
@@ -61,11 +93,8 @@ def simulate_and_render(
     of ``regions`` has ``name``, ``rows``, ``cols`` (unbinned pixel slices) and ``dofs``.
     """
     check_run_options(n_movies, n_frames, dt)
-    H, W = frame_shape
+    out_shape = output_shape(frame_shape, options)
     b = int(options.binning)
-    if H % b or W % b:
-        raise InputError(f"frame size {H}x{W} px is not divisible by the binning {b}",
-                         option="bin")
     seq = np.random.SeedSequence(seed)
     motion_seq, noise_seq = seq.spawn(2)
     positions = model.sample(int(n_movies), int(n_frames), dt, np.random.default_rng(motion_seq))
@@ -73,15 +102,9 @@ def simulate_and_render(
     dof_rates = model.ep_rate_per_dof()
     ep_rate = float(model.ep_rate())
 
-    out_shape = (H // b, W // b)
-    movies = np.empty((int(n_movies), int(n_frames), *out_shape), dtype=options.dtype)
-    for m, movie_seq in enumerate(noise_seq.spawn(int(n_movies))):
-        render_spots(spot_centres(positions[m]), frame_shape, options, amplitudes=amplitudes,
-                     rng=np.random.default_rng(movie_seq), out=movies[m], dt=dt)
-
-    sigma_out = options.psf_sigma / b
-    true_map = psf_density(to_output_pixels(map_points, b), map_weights_from_dof(dof_rates),
-                           out_shape, sigma_out)
+    movies = render_movies(positions, spot_centres, frame_shape, options, noise_seq, dt,
+                           amplitudes=amplitudes)
+    true_map = true_rate_map(map_points, map_weights_from_dof(dof_rates), out_shape, options)
     region_records = []
     for r in regions:
         dofs = np.asarray(r["dofs"], dtype=int)

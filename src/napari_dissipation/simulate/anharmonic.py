@@ -48,10 +48,17 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from ..errors import InputError
-from ._build import check_run_options, check_temperatures, to_output_pixels
+from ._build import (
+    check_run_options,
+    check_temperatures,
+    output_shape,
+    render_movies,
+    to_output_pixels,
+    true_rate_map,
+)
 from ._types import Region, SimulatedMovies, Truth
 from .bead_spring import chain_layout, chain_temperatures
-from .render import RenderOptions, psf_density, render_options, render_spots
+from .render import RenderOptions, render_options
 
 __all__ = ["AnharmonicChain", "AnharmonicTruth", "anharmonic_chain", "substep_error"]
 
@@ -453,22 +460,19 @@ def anharmonic_chain(
 
 def _render_chain(positions, dof_rates, ep_rate, step_ep, opts, cell, noise_seq, dt):
     """Frames, true map, rest pixels and the one region of a rendered chain."""
-    M, T, n = positions.shape
+    n = positions.shape[2]
     rest = chain_layout(n, cell)
-    H, W = cell, cell * n
-    b = int(opts.binning)
-    if H % b or W % b:
-        raise InputError(f"frame size {H}x{W} px is not divisible by the binning {b}",
-                         option="bin")
-    out_shape = (H // b, W // b)
-    movies = np.empty((M, T, *out_shape), dtype=opts.dtype)
-    for m, movie_seq in enumerate(noise_seq.spawn(M)):
-        centres = np.broadcast_to(rest, (T, n, 2)).copy()
-        centres[..., 1] += positions[m] * opts.pixels_per_unit  # beads move along x
-        render_spots(centres, (H, W), opts, rng=np.random.default_rng(movie_seq),
-                     out=movies[m], dt=dt)
-    rest_out = to_output_pixels(rest, b)
-    true_map = psf_density(rest_out, dof_rates, out_shape, opts.psf_sigma / b)
+    frame = (cell, cell * n)
+    out_shape = output_shape(frame, opts)
+
+    def spot_centres(x):  # (T, N) -> (T, N, 2): beads move along the column axis
+        c = np.broadcast_to(rest, (x.shape[0], n, 2)).copy()
+        c[..., 1] += x * opts.pixels_per_unit
+        return c
+
+    movies = render_movies(positions, spot_centres, frame, opts, noise_seq, dt)
+    rest_out = to_output_pixels(rest, int(opts.binning))
+    true_map = true_rate_map(rest, dof_rates, out_shape, opts)
     region = Region(name=f"{n}-bead anharmonic chain", rows=slice(0, out_shape[0]),
                     cols=slice(0, out_shape[1]), ep_rate=float(ep_rate), dofs=np.arange(n),
                     frame_shape=out_shape, step_ep=step_ep)
