@@ -16,10 +16,10 @@ from ..errors import InputError
 from ..options import validate
 from . import distributed
 from .config import EstimatorConfig
+from .correction import prepare_movies
 from .data import MovieSet
 from .result import FitResult
 from .state import read_checkpoint
-from .correction import prepare_movies
 from .stats import bootstrap_rate_ci, per_transition, split_units, widen_interval
 from .train import Progress, train
 from .trained import TrainedModel, build_network, check_dt, resolve_device
