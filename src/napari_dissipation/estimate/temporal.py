@@ -16,11 +16,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["PROFILES", "expand_theta", "project", "temporal_basis"]
+__all__ = ["PROFILES", "expand_theta", "n_readout_params", "project", "temporal_basis"]
 
 #: Time profiles kept for the even and for the odd channels of a long window; windows of
 #: up to 2 · PROFILES frames keep every channel.
 PROFILES = 4
+
+
+def n_readout_params(k: int, m: int) -> int:
+    """Parameters of a whole-frame bilinear read-out of k-frame windows and m patterns,
+    fitted on at most :data:`PROFILES` time profiles per channel family."""
+    n_even, n_odd = min((k + 1) // 2, PROFILES), min(k // 2, PROFILES)
+    return n_odd * m * (n_even * m + 1)
 
 
 def temporal_basis(k: int, n: int, profiles: int = PROFILES) -> np.ndarray | None:

@@ -43,7 +43,7 @@ from .model import EPNet, linear_branch_features, principal_patterns
 from .objective import neep_objective, safe_exp_neg
 from .readout import maximise_neep
 from .stats import flat_windows
-from .temporal import PROFILES, expand_theta, project, temporal_basis
+from .temporal import expand_theta, n_readout_params, project, temporal_basis
 from .windows import batch_tensor
 
 __all__ = ["warm_start", "SMOOTHINGS", "PATTERN_COUNTS"]
@@ -220,8 +220,7 @@ def _contributions(ep: torch.Tensor) -> torch.Tensor:
 
 def _n_params(model: EPNet, m: int) -> int:
     """Parameters of a whole-frame fit with m patterns (long windows: on time profiles)."""
-    n_even, n_odd = min(model.n_even, PROFILES), min(model.n_odd, PROFILES)
-    return n_odd * m * (n_even * m + 1)
+    return n_readout_params(model.frames_per_input, m)
 
 
 def _whole_family(model, data, fit, ev, units, norm, device, frames,

@@ -32,7 +32,7 @@ import torch
 from .data import MovieSet, Normalisation
 from .model import EPNet, linear_branch_features
 from .stats import Split, bootstrap_rate_ci, flat_windows
-from .temporal import PROFILES, project, temporal_basis
+from .temporal import n_readout_params, project, temporal_basis
 from .warmstart import (
     PATTERN_COUNTS,
     SAMPLE_FRAMES,
@@ -262,10 +262,9 @@ def _one_length(coords: dict, k: int, n_max: int, n_needed: int, window_seconds:
     motion)."""
     n_train = _n_windows(coords["train"], k)
     even, odd = temporal_basis(k, (k + 1) // 2), temporal_basis(k, k // 2)
-    n_even, n_odd = min((k + 1) // 2, PROFILES), min(k // 2, PROFILES)
 
     def n_params(c):
-        return n_odd * c * (n_even * c + 1)
+        return n_readout_params(k, c)
 
     def affordable(c):
         n_fit = min(n_train, FIT_WINDOWS, FIT_VALUES // n_params(c))
