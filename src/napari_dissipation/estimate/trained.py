@@ -156,9 +156,15 @@ class TrainedModel:
         (lo, hi) : tuple of float
             Infinite when the movie has too few windows to tell.
         """
+        return self.rate_ci_of_windows(self.window_ep(movie, name=name), dt=dt,
+                                       n_blocks=n_blocks, seed=seed)
+
+    def rate_ci_of_windows(self, eps: np.ndarray, *, dt: float | None = None,
+                           n_blocks: int | None = None, seed: int = 0) -> tuple[float, tuple]:
+        """:meth:`ep_rate_ci` from the movie's :meth:`window_ep` (T − k + 1,), k_B, when
+        the caller has it already (the widget's Estimate also shows the trace)."""
         from .stats import N_TIME_BLOCKS, bootstrap_rate_ci
 
-        eps = self.window_ep(movie, name=name)
         blocks = np.array_split(eps, max(1, min(n_blocks or N_TIME_BLOCKS, len(eps))))
         rate, ci, _ = bootstrap_rate_ci(blocks, self.rate_scale(dt),
                                         rng=np.random.default_rng(seed))

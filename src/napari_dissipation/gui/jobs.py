@@ -177,11 +177,14 @@ def train(est, movie, *, dt: float, name: str):
 @_wrapped
 def estimate(model, movie, *, dt: float, name: str) -> EstimateOutcome:
     """EP trace, rate and its interval (time blocks) of one (T, H, W) movie, no maps."""
-    ep = np.asarray(model.stochastic_ep(movie, name=name))
-    rate, ci = model.ep_rate_ci(movie, dt=dt, name=name)
-    k = getattr(model, "frames_per_input", None)
-    return EstimateOutcome(ep=ep, ep_rate=float(rate), ep_rate_ci=tuple(float(c) for c in ci),
-                           frames_per_input=None if k is None else int(k))
+    from ..estimate.stats import per_transition
+
+    # One pass of the network (and of the movie's correction) serves the trace and the rate.
+    windows = np.asarray(model.window_ep(movie, name=name))
+    k = int(model.frames_per_input)
+    rate, ci = model.rate_ci_of_windows(windows, dt=dt)
+    return EstimateOutcome(ep=per_transition(windows, k), ep_rate=float(rate),
+                           ep_rate_ci=tuple(float(c) for c in ci), frames_per_input=k)
 
 
 def maps(model, movie, *, dt: float, name: str):
