@@ -170,3 +170,12 @@ def test_inference_applies_the_training_correction_and_old_models_do_not(tmp_pat
     old = load_model(tmp_path / "old.pt")
     assert old.config.nonstationarity == "check"
     assert old._windows_of(movie, "m").movies[0] is movie
+
+
+def test_the_tukey_window_is_scipys():
+    from scipy.signal.windows import tukey
+
+    from napari_dissipation.estimate.stationarity import _tukey
+
+    for n in (1, 2, 3, 8, 17, 40, 256, 513):
+        np.testing.assert_allclose(_tukey(n, 0.25), tukey(n, 0.25), atol=1e-12)

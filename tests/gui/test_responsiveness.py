@@ -79,6 +79,9 @@ def sample_widget(make_napari_viewer, qtbot):
     data, kwargs, _ = bead_spring_2()[0]
     layer = viewer.add_image(data, **kwargs)
     widget.select_layer(layer)
+    # A user opens the widget, then picks a movie and its options: the engine's imports
+    # (jobs.preload) are done by the time Train is pressed.
+    qtbot.waitUntil(lambda: not widget.preload.is_alive(), timeout=60_000)
     yield viewer, widget
     if widget.worker is not None:
         widget.stop()

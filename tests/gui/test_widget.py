@@ -462,7 +462,8 @@ def test_save_load_estimate_and_export(viewer_widget, qtbot, tmp_path):
     assert widget.model.frames_per_input == k
     if widget.result.rate_by_window:
         assert f"k = {k} frames per input, chosen from the data" in widget.run_panel.result.value
-        assert not widget.window_plot.isHidden() and widget.window_plot.chosen_x() == k
+        qtbot.waitUntil(lambda: not widget.window_plot.isHidden(), timeout=5_000)
+        assert widget.window_plot.chosen_x() == k
     else:  # a random walk has no arrow of time: the scan may find nothing to compare
         assert "could not compare window lengths" in widget.run_panel.result.value
         assert widget.window_plot.isHidden()

@@ -125,13 +125,15 @@ def test_a_lower_bound_is_said_next_to_the_rate_with_its_reasons(viewer_widget):
     assert note.native.isHidden() and note.value == ""
 
 
-def test_the_window_plot_gets_the_curve_marks_k_and_the_exact_rate(viewer_widget):
+def test_the_window_plot_gets_the_curve_marks_k_and_the_exact_rate(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     movie = viewer.add_image(np.zeros((41, 8, 8), np.float32), name="simulated",
                              metadata={"dt": 0.01, "truth": {"ep_rate": 2.0}})
     widget.session.set_result(result_of(movie, fit_result(n_transitions=40)))
     plot = widget.window_plot
-    assert widget.trace_dock is not None and not plot.isHidden()
+    assert widget.trace_dock is not None
+    # drawn a moment after the trace (results_view.STAGGER_MS)
+    qtbot.waitUntil(lambda: not plot.isHidden(), timeout=5_000)
     np.testing.assert_array_equal(plot.k, [2, 3, 4, 6, 8])
     np.testing.assert_allclose(plot.rate, [1.2, 1.5, 1.7, 1.8, 1.85])
     np.testing.assert_allclose(plot.lower, [1.0, 1.3, 1.5, 1.6, 1.6])

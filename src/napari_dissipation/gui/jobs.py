@@ -27,7 +27,7 @@ from ..errors import InputError
 
 __all__ = [
     "MAX_MAP_BYTES", "JobError", "TrainOutcome", "EstimateOutcome", "MapsOutcome",
-    "maps_fit", "check_model_fits", "train", "estimate", "maps", "export_trace",
+    "maps_fit", "check_model_fits", "preload", "train", "estimate", "maps", "export_trace",
     "export_maps", "export_record",
 ]
 
@@ -110,6 +110,22 @@ def lower_thread_priority(nice: int | None = None) -> None:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), nice))
     except (AttributeError, OSError):
+        pass
+
+
+def preload() -> None:
+    """Import what a first job would, at low priority (run in a thread as the widget opens).
+
+    The first optimiser PyTorch builds imports its compiler machinery (``torch._dynamo``,
+    about a second, some of it holding the GIL); inside a training run that paused the
+    viewer.  Imports are safe from two threads: the job waits for a module being imported.
+    """
+    lower_thread_priority()
+    try:
+        import torch._dynamo  # noqa: F401 (what torch.optim imports on first use)
+
+        from ..estimate import EPEstimator  # noqa: F401
+    except Exception:  # noqa: BLE001 (a job that needs them reports the problem itself)
         pass
 
 

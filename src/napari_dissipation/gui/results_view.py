@@ -30,6 +30,16 @@ from .window_plot import WindowPlot
 __all__ = ["ResultView", "CONTRAST_MODES"]
 
 TRACE_DOCK_NAME = "EP trace"
+#: Characters of the colour bars' tick labels, then those vispy measures every text's line
+#: height with (vispy.visuals.text).  napari renders each glyph of its canvas font
+#: the first time one is drawn (a signed-distance field, tens of ms each on a CPU), so the
+#: first colour bar paused the viewer for most of a second; :meth:`ResultView.warm_glyphs`
+#: renders them one per turn of the event loop while a job runs.
+TICK_GLYPHS = "0123456789.-+e\u2212" + "\u00c5\u00c9\u00d1\u0150jgpqy"
+#: Milliseconds between the trace's first draw and the window plot's.
+STAGGER_MS = 250
+#: Milliseconds between two glyphs rendered ahead of need.
+GLYPH_INTERVAL_MS = 60
 #: Contrast of the per-transition map: mode -> words in the widget's combo box.
 CONTRAST_MODES = {"movie": "whole movie", "frame": "this frame"}
 
@@ -73,6 +83,30 @@ class ResultView:
         viewer.dims.events.current_step.connect(self._on_current_step)
 
     # ------------------------------------------------------------------ showing
+    def warm_glyphs(self) -> None:
+        """Render the colour bars' glyphs ahead of need, one per turn of the event loop.
+
+        Uses the canvas's font cache (a private part of napari): if napari changes it,
+        nothing is warmed and the first colour bar only draws more slowly.
+        """
+        try:
+            info = self.viewer.window._qt_viewer.canvas.font_info()
+            font = info.font_manager.get_font(info.face)
+            missing = [c for c in TICK_GLYPHS if c not in font._glyphs]
+        except Exception:  # noqa: BLE001 (an optimisation: never an error for the user)
+            return
+
+        def next_glyph():
+            if self._closed or not missing:
+                return
+            try:
+                font[missing.pop(0)]
+            except Exception:  # noqa: BLE001
+                return
+            QTimer.singleShot(GLYPH_INTERVAL_MS, next_glyph)
+
+        QTimer.singleShot(GLYPH_INTERVAL_MS, next_glyph)
+
     def show(self, result: Result, *, estimator_config: dict | None = None) -> str:
         """Show a new result's rate and trace (its maps come with :meth:`show_maps`);
         return the result's text."""
@@ -101,13 +135,21 @@ class ResultView:
             lines.append(f"exact rate of this simulated movie: {exact_rate:.3g} k_B/s")
         self.trace_plot.set_trace(result.ep, dt=result.dt,
                                   title=f"{result.layer_name}: {rate_text}", exact=exact_steps)
-        self._show_window_curve(result, exact_rate)
         self._dock_trace()
+        # Each new plot is a full matplotlib draw on the GUI thread: the window curve comes
+        # a moment after the trace, so the viewer repaints in between instead of pausing
+        # for both (a result without a curve hides the plot at once).
+        if result.rate_by_window:
+            QTimer.singleShot(STAGGER_MS, lambda: self._show_window_curve(result, exact_rate))
+        else:
+            self._show_window_curve(result, exact_rate)
         self._on_current_step()
         return "\n".join(lines)
 
     def _show_window_curve(self, result: Result, exact_rate: float | None) -> None:
         """The rate by window length of a training run; hidden for an estimation."""
+        if result is not self.result or self._closed:
+            return
         self.window_plot.set_curve(result.rate_by_window, chosen=result.frames_per_input,
                                    chosen_from_data=result.window_chosen,
                                    reported=result.ep_rate, exact=exact_rate)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from napari.utils.notifications import (
     show_info,
     show_warning,
 )
-from qtpy.QtCore import QEvent, Qt
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 from ..errors import InputError
@@ -48,6 +49,9 @@ from .session import (
 )
 
 __all__ = ["DissipationWidget"]
+
+#: Milliseconds between a job's result on screen and the job that follows it (the maps).
+FOLLOW_DELAY_MS = 150
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +97,8 @@ class DissipationWidget(QWidget):
         and the live training curves.
     worker : napari worker or None
         The running job's worker.
+    preload : threading.Thread
+        Imports the engine in the background when the widget opens (:func:`.jobs.preload`).
     """
 
     def __init__(self, napari_viewer, parent: QWidget | None = None):
@@ -113,6 +119,11 @@ class DissipationWidget(QWidget):
         self.training_plot = self.run_panel.training_plot
         self._layout()
         self._connect()
+        # PyTorch's optimiser machinery takes a second to import, holding the GIL: in the
+        # background now, while the user picks a movie, rather than during the first run.
+        self.preload = threading.Thread(target=jobs.preload, daemon=True,
+                                        name="napari-dissipation preload")
+        self.preload.start()
         self._apply_theme()
         self._update_controls()
 
@@ -274,6 +285,7 @@ class DissipationWidget(QWidget):
                          "dt_source": self.movie_panel.dt_source.value}
         self._start(jobs.train, est, movie, dt=dt, name=layer.name, action="train",
                     stopper=est, on_returned=self._on_trained, on_yielded=self._on_yielded)
+        self.results.warm_glyphs()
 
     def estimate(self, *_args) -> None:
         """Apply the current model to the picked layer (no training)."""
@@ -305,6 +317,7 @@ class DissipationWidget(QWidget):
                 "blocks only: report Train's."]
         self._start(jobs.estimate, self.session.model, movie, dt=dt, name=layer.name,
                     action="estimate", on_returned=self._on_estimated)
+        self.results.warm_glyphs()
 
     def stop(self, *_args) -> None:
         """Ask training to end at its next step (the best weights so far are kept), or
@@ -393,7 +406,8 @@ class DissipationWidget(QWidget):
         self.session.end()
         follow, self._next = self._next, None
         if follow is not None and not self._closed:
-            follow()
+            # A moment later: the result just shown paints first, then the next job starts.
+            QTimer.singleShot(FOLLOW_DELAY_MS, follow)
 
     # ------------------------------------------------------------------ session events
     def _on_progress(self, record) -> None:
