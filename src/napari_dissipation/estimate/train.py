@@ -64,6 +64,11 @@ READOUT_PIXELS = 800_000_000
 READOUT_MIN_WINDOWS = 100_000
 #: Penalties tried for the refit, relative to the mean squared EP of a window.
 READOUT_RIDGES = (1e-3, 1e-2, 1e-1, 1.0)
+#: Training (and held-out) windows the read-out's noise is measured on after a user's Stop.
+#: Subsampling windows within the independent units leaves the sandwich's expectation
+#: nearly unchanged (each unit's gradient sum and the window count shrink together) and
+#: only adds a little noise of its own, so the interval stays honest, slightly wider.
+STOP_NOISE_WINDOWS = 4000
 
 
 @dataclass
@@ -446,6 +451,8 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, before_eps: np.nd
     window_pixels = data.k * int(np.prod(data.frame_shape))
     n_max = max(READOUT_MIN_WINDOWS, min(READOUT_FEATURE_VALUES // max(len(columns), 1),
                                          READOUT_PIXELS // window_pixels))
+    if not refit:  # a user's Stop: the noise only, from fewer windows, without delay
+        n_max = STOP_NOISE_WINDOWS
     pick = np.sort(rng.choice(len(train_s), size=min(n_max, len(train_s)), replace=False))
     model.eval()
     b = infer_batch(data)
@@ -478,6 +485,9 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, before_eps: np.nd
     model.load_state_dict(start if best is None else best.pop("state"))
     out = {"kept": best is not None, **(best or {})}
     ev_m, ev_s, _ = flat_windows(eval_units)
+    if len(ev_s) > n_max:
+        some = np.sort(rng.choice(len(ev_s), size=n_max, replace=False))
+        ev_m, ev_s = ev_m[some], ev_s[some]
     direction = features(ev_m, ev_s).double().mean(dim=0)
     lam = out.get("lam", 0.0)
     out["readout_sd"] = readout_sd(feats, train_u[pick], model.readout_params()[columns], lam,
