@@ -117,11 +117,14 @@ def preload() -> None:
     """Import what a first job would, at low priority (run in a thread as the widget opens).
 
     The first optimiser PyTorch builds imports its compiler machinery (``torch._dynamo``,
-    about a second, some of it holding the GIL); inside a training run that paused the
-    viewer.  Imports are safe from two threads: the job waits for a module being imported.
+    about a second) and the first interval ``scipy.stats``; inside a training run those
+    imports, much of them holding the GIL, paused the viewer for up to half a second.
+    Imports are safe from two threads: the job waits for a module being imported.
     """
     lower_thread_priority()
     try:
+        import scipy.ndimage  # noqa: F401 (the stationarity check's)
+        import scipy.stats  # noqa: F401 (the intervals' Student t, half a second)
         import torch._dynamo  # noqa: F401 (what torch.optim imports on first use)
 
         from ..estimate import EPEstimator  # noqa: F401

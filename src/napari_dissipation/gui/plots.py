@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 __all__ = ["TrainingPlot", "EPTracePlot", "DARK", "LIGHT", "objective_limits", "envelope"]
@@ -80,6 +81,37 @@ def envelope(t, y, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray
     return ts, ys
 
 
+class _DeferredCanvas(FigureCanvasQTAgg):
+    """A canvas that redraws a moment after it was resized, not in the resize's own turn.
+
+    A layer added to napari resizes the docks, and every plot in them then redrew in the
+    same repaint as the new layer (a pause of over half a second on a loaded 2-core
+    machine).  Each plot waits its own ``delay_ms`` after its last resize instead, so the
+    draws come one per turn of the event loop; until then the last drawing is shown.
+    """
+
+    def __init__(self, figure: Figure, delay_ms: int):
+        self._resizing = False
+        super().__init__(figure)
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(int(delay_ms))
+        self._redraw.timeout.connect(self.draw_idle)
+
+    def draw_idle(self) -> None:
+        if self._resizing:
+            self._redraw.start()
+            return
+        super().draw_idle()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self._resizing = True
+        try:
+            super().resizeEvent(event)
+        finally:
+            self._resizing = False
+
+
 class _Canvas(QWidget):
     """A figure in a widget, themed like napari.
 
@@ -92,10 +124,11 @@ class _Canvas(QWidget):
     #: (left, right, top, bottom, vertical gap) in pixels.
     MARGINS = (64, 12, 24, 40, 10)
 
-    def __init__(self, *, height: float, min_pixels: int, parent: QWidget | None = None):
+    def __init__(self, *, height: float, min_pixels: int, parent: QWidget | None = None,
+                 redraw_delay_ms: int = 120):
         super().__init__(parent)
         self.figure = Figure(figsize=(4.0, height))
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = _DeferredCanvas(self.figure, redraw_delay_ms)
         self.canvas.mpl_connect("resize_event", self._apply_margins)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.canvas.setMinimumHeight(min_pixels)
@@ -223,7 +256,7 @@ class EPTracePlot(_Canvas):
 
     def __init__(self, parent: QWidget | None = None, *,
                  on_frame_clicked: Callable[[int], None] | None = None):
-        super().__init__(height=2.6, min_pixels=180, parent=parent)
+        super().__init__(height=2.6, min_pixels=180, parent=parent, redraw_delay_ms=240)
         self.on_frame_clicked = on_frame_clicked
         self.ax_step = self.figure.add_subplot(2, 1, 1)
         self.ax_sum = self.figure.add_subplot(2, 1, 2, sharex=self.ax_step)

@@ -36,7 +36,8 @@ TRACE_DOCK_NAME = "EP trace"
 #: first colour bar paused the viewer for most of a second; :meth:`ResultView.warm_glyphs`
 #: renders them one per turn of the event loop while a job runs.
 TICK_GLYPHS = "0123456789.-+e\u2212" + "\u00c5\u00c9\u00d1\u0150jgpqy"
-#: Milliseconds between the trace's first draw and the window plot's.
+#: Milliseconds between the trace's first draw and the window plot's, and between the two
+#: map layers (a layer's colour bar comes half-way).
 STAGGER_MS = 250
 #: Milliseconds between two glyphs rendered ahead of need.
 GLYPH_INTERVAL_MS = 60
@@ -166,9 +167,9 @@ class ResultView:
             units=result.units, visible=True))
         if result.maps is not None:
             # A new layer costs the GUI thread a few tenths of a second (controls, GL
-            # programs): the second one waits for the next turn of the event loop, so the
-            # viewer redraws in between instead of pausing for both.
-            QTimer.singleShot(0, lambda: self._show_transition_maps(result))
+            # programs): the second one comes a moment later (a zero timer fired before
+            # the repaint), so the viewer redraws in between instead of pausing for both.
+            QTimer.singleShot(STAGGER_MS, lambda: self._show_transition_maps(result))
             return
         self.map_layer = None
         if MAP_NAME in self.viewer.layers:
@@ -224,7 +225,7 @@ class ResultView:
         layer = self.viewer.add_image(data, **kwargs)
         kind = kwargs["metadata"]["dissipation"]["kind"]
         # The colour bar's GL visuals cost as much as the layer: one turn later.
-        QTimer.singleShot(0, lambda: _show_colorbar(layer, COLORBAR_POSITION[kind]))
+        QTimer.singleShot(STAGGER_MS // 2, lambda: _show_colorbar(layer, COLORBAR_POSITION[kind]))
         return layer
 
     def _dock_trace(self) -> None:

@@ -64,7 +64,7 @@ class WindowPlot(_Canvas):
     """
 
     def __init__(self, parent: QWidget | None = None):
-        super().__init__(height=2.6, min_pixels=180, parent=parent)
+        super().__init__(height=2.6, min_pixels=180, parent=parent, redraw_delay_ms=360)
         self.canvas.setMinimumWidth(260)
         self.ax = self.figure.add_subplot(1, 1, 1)
         self.set_curve([])
