@@ -442,3 +442,27 @@ def test_few_units_get_a_student_t_interval_that_covers():
         hits += lo <= 0.5 <= hi
     assert info["method"] == "student-t" and info["n_units"] == 5
     assert 180 <= hits <= 198  # nominal 190 of 200
+
+
+def test_training_and_maps_leave_the_thread_grad_mode_alone():
+    """Grad mode is per thread, and napari reuses its worker threads: a training run must
+    work where a previous job left gradients off, and a maps job stopped half-way (its
+    generator left suspended) must not leave them off."""
+    import threading
+
+    sim = simulate.bead_spring(n_beads=2, n_movies=4, n_frames=120, dt=0.01, seed=0)
+    out = {}
+
+    def run():
+        torch.set_grad_enabled(False)
+        est = EPEstimator(max_iterations=10, seed=0, threads=1, frames_per_input=2)
+        out["fit"] = est.fit(sim.movies, dt=0.01)
+        torch.set_grad_enabled(True)
+        maps = est.model_.iter_window_maps(sim.movies[0], batch=16)
+        next(maps)  # suspended between batches, as a stopped job leaves it
+        out["grad"] = torch.is_grad_enabled()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert out["fit"].iterations == 10 and out["grad"]

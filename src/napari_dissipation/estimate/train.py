@@ -305,11 +305,14 @@ class _Loop:
         pick = batch_rng.integers(0, len(self.train_s), size=batch)
         x = batch_tensor(self.data, self.train_m[pick], self.train_s[pick], self.norm,
                          self.device)
-        with _forward_precision(self.device, self.mixed_precision):
-            ep = self.net(x)
-        objective = neep_objective(ep.float())
-        self.opt.zero_grad(set_to_none=True)
-        (-objective).backward()
+        # Gradients on whatever the calling thread's (thread-local) grad mode: a pooled
+        # worker thread may come from a job that left it off.
+        with torch.enable_grad():
+            with _forward_precision(self.device, self.mixed_precision):
+                ep = self.net(x)
+            objective = neep_objective(ep.float())
+            self.opt.zero_grad(set_to_none=True)
+            (-objective).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
         self.opt.step()
         self.average.update_parameters(self.model)

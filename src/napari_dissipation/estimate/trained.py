@@ -183,13 +183,16 @@ class TrainedModel:
 
         data = self._windows_of(movie, name)
         n_windows = int(data.n_windows[0])
-        with torch.no_grad():
-            for a in range(0, n_windows, batch):
-                starts = np.arange(a, min(a + batch, n_windows))
-                x = batch_tensor(data, np.zeros(len(starts), dtype=int), starts, self.norm,
-                                 self.device)
+        for a in range(0, n_windows, batch):
+            starts = np.arange(a, min(a + batch, n_windows))
+            x = batch_tensor(data, np.zeros(len(starts), dtype=int), starts, self.norm,
+                             self.device)
+            # No yield inside no_grad: grad mode is per thread, and a generator left
+            # suspended (a stopped job) or closed from another thread would leave its
+            # worker thread with gradients off for the next job.
+            with torch.no_grad():
                 maps = self.network.pixel_contributions(x).cpu().numpy()
-                yield a, _to_movie_grid(maps, self.bin, data.raw_frame_shape)
+            yield a, _to_movie_grid(maps, self.bin, data.raw_frame_shape)
 
     def dissipation_map(self, movie, *, name: str = "movie") -> np.ndarray:
         """Per-transition dissipation maps of a (T, H, W) movie, (T − 1, H, W), k_B.
