@@ -47,6 +47,11 @@ def run(side: int, *, threads: int, frames: int = 2000, seed: int = 0) -> dict:
         "exact_rate": sim.truth.ep_rate, "same_transitions_rate": float(same.mean() / sim.dt),
         "warnings": fit.warnings, "lower_bound_reasons": fit.lower_bound_reasons,
         "scan_seconds": fit.history[0].get("warm_start", {}).get("seconds"),
+        "warm_start": {key: fit.history[0].get("warm_start", {}).get(key)
+                       for key in ("family", "smoothing", "n_patterns", "tiles")},
+        "driven_cells": [sim.truth.info["particles"][i]["cell"]
+                         for i in sim.truth.info["driven_particles"]],
+        "cell_px": side // 4,
         "load_before": load_before, "load_after": os.getloadavg(),
     }
 

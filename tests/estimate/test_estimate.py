@@ -399,7 +399,7 @@ def test_wrong_frame_size_after_training(fitted):
 def test_tile_centring_finds_the_peak_of_a_noisy_surface():
     """The centring step takes the peak of a quadratic fitted to a 5 x 5 grid of noisy
     held-out EPs; the best single grid point is off by the noise, the fitted peak is not."""
-    from napari_dissipation.estimate.warmstart import _quadratic_peak
+    from napari_dissipation.estimate.tiles import _quadratic_peak
 
     rng = np.random.default_rng(3)
     grid = np.array([(r, c) for r in range(0, 13, 3) for c in range(20, 33, 3)], dtype=float)

@@ -23,11 +23,15 @@ leading order, of this form: a force linear in the state dotted with the displac
   ``estimate.warmstart``), and a linear map plus a small network ``g`` of the projected
   state giving the force along each pattern.  It
   lets the force on one bead depend on where the others are, however far, which a
-  stack of small convolutions would need many layers and a long training to learn.
+  stack of small convolutions would need many layers and a long training to learn;
+  a polynomial branch (degrees 2 and 3 of the window's mean state along the first
+  :data:`POLY_COORDS` patterns, off until ``estimate.nonlinear`` fits it) adds the
+  force of a non-linear system to the linear map's, still in the read-out's linear form.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -35,7 +39,24 @@ import torch
 from torch import nn
 
 __all__ = ["EPNet", "n_downsamplings", "principal_patterns", "gaussian_blur_matrix",
-           "linear_branch_features"]
+           "linear_branch_features", "monomial_exponents", "POLY_COORDS", "POLY_DEGREE"]
+
+#: Leading global patterns the polynomial branch reads, and its highest degree.
+POLY_COORDS = 4
+POLY_DEGREE = 3
+
+
+def monomial_exponents(n: int, degree: int = POLY_DEGREE) -> np.ndarray:
+    """Exponents (n_monomials, n) of the monomials of degree 2 to ``degree`` in n variables.
+
+    Ordered by degree, then as ``itertools.combinations_with_replacement``: the monomials
+    of fewer variables or a lower degree are a subset (:mod:`.nonlinear` selects them).
+    """
+    rows = []
+    for d in range(2, degree + 1):
+        for combo in itertools.combinations_with_replacement(range(n), d):
+            rows.append(np.bincount(combo, minlength=n))
+    return np.array(rows, dtype=np.int64).reshape(-1, n)
 
 
 def n_downsamplings(frame_shape: tuple[int, int], most: int = 2) -> int:
@@ -173,6 +194,14 @@ class EPNet(nn.Module):
         for layer in (self.g_linear, self.g_hidden[-1]):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        # Polynomial branch: row o·n_poly + p of ``g_poly`` holds the coefficients of the
+        # force along pattern p (odd channel o) on each monomial of the mean state; the
+        # mask says which are fitted (none until ``estimate.nonlinear`` sets them).
+        self.n_poly = min(POLY_COORDS, n_patterns)
+        exps = monomial_exponents(self.n_poly)
+        self.register_buffer("poly_exponents", torch.as_tensor(exps), persistent=False)
+        self.g_poly = nn.Parameter(torch.zeros(self.n_odd * self.n_poly, len(exps)))
+        self.register_buffer("poly_mask", torch.zeros(self.n_odd * self.n_poly, len(exps)))
 
         yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
         self.register_buffer("coords", torch.stack([yy, xx])[None], persistent=False)
@@ -207,6 +236,22 @@ class EPNet(nn.Module):
         self.linear_mask.copy_(same.repeat(self.n_odd, self.n_even))
         self.g_linear.weight.mul_(self.linear_mask)
 
+    @torch.no_grad()
+    def set_polynomial(self, coefficients: np.ndarray | None, mask: np.ndarray | None) -> None:
+        """Set the polynomial branch (None: switch it off).
+
+        Parameters
+        ----------
+        coefficients, mask : ndarray, shape (n_odd · n_poly, n_monomials)
+            Coefficients (k_B per unit of the coordinates) and which of them are free.
+        """
+        if coefficients is None:
+            self.g_poly.zero_()
+            self.poly_mask.zero_()
+            return
+        self.poly_mask.copy_(torch.as_tensor(mask, dtype=self.poly_mask.dtype))
+        self.g_poly.copy_(torch.as_tensor(coefficients, dtype=self.g_poly.dtype) * self.poly_mask)
+
     def _channels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = self.frames_per_input
         even = torch.stack([x[:, j] + x[:, k - 1 - j] for j in range(self.n_even)], dim=1)
@@ -216,13 +261,60 @@ class EPNet(nn.Module):
     def force(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Force field Φ and odd channels, both (B, n_odd, H, W), of inputs (B, k, H, W)."""
         even, odd = self._channels(x)
-        local = 0.0 if self.conv is None else self._conv_on_pixels(even, self.conv)
-        z = self._state(even)
-        linear = nn.functional.linear(z, self.g_linear.weight * self.linear_mask,
-                                      self.g_linear.bias)
-        g = (linear + self.g_hidden(z)).view(x.shape[0], self.n_odd, self.n_patterns)
+        local = self._conv_on_pixels(even, self.conv) if self._conv_counts() else 0.0
+        g = self._global_coefficients(self._state(even))
         global_force = torch.einsum("bok,kpq->bopq", g, self.patterns)
         return local + global_force, odd
+
+    def _global_coefficients(self, z: torch.Tensor) -> torch.Tensor:
+        """Force along each global pattern, (B, n_odd, K), from the projected state z."""
+        linear = nn.functional.linear(z, self.g_linear.weight * self.linear_mask,
+                                      self.g_linear.bias)
+        g = (linear + self.g_hidden(z)).view(z.shape[0], self.n_odd, self.n_patterns)
+        if not self.n_poly:
+            return g
+        poly = self._monomials(z) @ (self.g_poly * self.poly_mask).T
+        head = g[:, :, :self.n_poly] + poly.view(z.shape[0], self.n_odd, self.n_poly)
+        return torch.cat([head, g[:, :, self.n_poly:]], dim=2)
+
+    def _monomials(self, z: torch.Tensor) -> torch.Tensor:
+        """Monomials (B, n_monomials) of the window's mean state along the first patterns.
+
+        The mean state is the sum of the even channels over the frames they count, time
+        symmetric like them: the branch only multiplies the odd coordinates, so ΔS_θ stays
+        exactly antisymmetric and split over pixels.
+        """
+        u = z.view(z.shape[0], self.n_even, self.n_patterns)[:, :, :self.n_poly]
+        u = u.sum(dim=1) / (2 * self.n_even)
+        return torch.prod(u[:, None, :] ** self.poly_exponents, dim=2)
+
+    def _conv_counts(self) -> bool:
+        """Whether the convolutional part must be computed: it exists, and either its
+        read-out (last layer) is not all zero or gradients are wanted through it.
+
+        A kept warm start leaves that read-out at zero, and the part then adds exactly 0:
+        skipping it makes inference (rates, traces, maps) about three times faster.
+        """
+        if self.conv is None:
+            return False
+        if torch.is_grad_enabled():
+            return True
+        last = self.conv[-1]
+        return bool(last.weight.any() or last.bias.any())
+
+    def _cell_sums(self, odd: torch.Tensor) -> torch.Tensor:
+        """Odd channels summed over each cell of the convolutional grid, (B, n_odd, h, w).
+
+        The convolutional force is constant over a cell, so its dot product with the odd
+        channels needs only these sums: no full-resolution force map is built.
+        """
+        if not self.n_down:
+            return odd
+        s = 2 ** self.n_down
+        h, w = self.frame_shape
+        odd = nn.functional.pad(odd, (0, (-w) % s, 0, (-h) % s))
+        b, c = odd.shape[:2]
+        return odd.view(b, c, odd.shape[2] // s, s, odd.shape[3] // s, s).sum(dim=(3, 5))
 
     def _state(self, even: torch.Tensor) -> torch.Tensor:
         """Projection of the even channels on the global patterns, (B, n_even · K)."""
@@ -247,9 +339,21 @@ class EPNet(nn.Module):
         return (phi * odd).sum(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """ΔS_θ of each input (B, k, H, W), shape (B,), k_B; exactly antisymmetric in time."""
-        phi, odd = self.force(x)
-        return (phi * odd).sum(dim=(1, 2, 3))
+        """ΔS_θ of each input (B, k, H, W), shape (B,), k_B; exactly antisymmetric in time.
+
+        Equal to ``pixel_contributions(x).sum((1, 2))`` (to rounding), computed without the
+        force map: the global part is ``Σ g · dz`` in pattern coordinates and the
+        convolutional part a sum over cells (:meth:`_cell_sums`): 1.2-1.4 times faster on
+        one CPU thread.
+        """
+        even, odd = self._channels(x)
+        dz = torch.einsum("bopq,kpq->bok", odd, self.patterns)
+        total = (self._global_coefficients(self._state(even)) * dz).sum(dim=(1, 2))
+        if self._conv_counts():
+            coords = self.coords.expand(even.shape[0], -1, -1, -1)
+            local = self.conv(torch.cat([even, coords], dim=1))
+            total = total + (local * self._cell_sums(odd)).sum(dim=(1, 2, 3))
+        return total
 
     # ----------------------------------------------------------------- linear read-out
     # ΔS_θ is linear in the parameters of the last layers (the global part's linear map,
@@ -263,17 +367,21 @@ class EPNet(nn.Module):
         z = self._state(even)
         dz = torch.einsum("bopq,kpq->bok", odd, self.patterns).flatten(1)
         parts = [linear_branch_features(z, dz), self.g_hidden(z) * dz]
+        if self.n_poly:
+            head = dz.view(len(dz), self.n_odd, self.n_patterns)[:, :, :self.n_poly]
+            parts.append((head[:, :, :, None] * self._monomials(z)[:, None, None, :]).flatten(1))
         if self.conv is not None:
-            f = self._conv_on_pixels(even, self.conv[:-1])
-            ones = torch.ones_like(f[:, :1])
-            f = torch.cat([f, ones], dim=1)
-            parts.append(torch.einsum("bopq,bcpq->boc", odd, f).flatten(1))
+            coords = self.coords.expand(even.shape[0], -1, -1, -1)
+            f = self.conv[:-1](torch.cat([even, coords], dim=1))
+            f = torch.cat([f, torch.ones_like(f[:, :1])], dim=1)
+            parts.append(torch.einsum("bohw,bchw->boc", self._cell_sums(odd), f).flatten(1))
         return torch.cat(parts, dim=1)
 
     def readout_params(self) -> torch.Tensor:
         """Current read-out parameters θ (P,), in the order of :meth:`readout_features`."""
         parts = [(self.g_linear.weight * self.linear_mask).flatten(), self.g_linear.bias,
-                 torch.ones(self.g_linear.bias.shape, dtype=self.g_linear.bias.dtype)]
+                 torch.ones(self.g_linear.bias.shape, dtype=self.g_linear.bias.dtype),
+                 (self.g_poly * self.poly_mask).flatten()]
         if self.conv is not None:
             last = self.conv[-1]
             parts.append(torch.cat([last.weight[:, :, 0, 0], last.bias[:, None]], dim=1).flatten())
@@ -284,7 +392,8 @@ class EPNet(nn.Module):
         global patterns have features that are zero on every input."""
         active = self.patterns.flatten(1).abs().amax(dim=1) > 0
         odd, even = active.repeat(self.n_odd), active.repeat(self.n_even)
-        parts = [(odd[:, None] & even[None, :] & (self.linear_mask > 0)).flatten(), odd, odd]
+        parts = [(odd[:, None] & even[None, :] & (self.linear_mask > 0)).flatten(), odd, odd,
+                 (self.poly_mask > 0).flatten()]
         if self.conv is not None:
             last = self.conv[-1]
             parts.append(torch.ones(last.weight.shape[0] * (last.weight.shape[1] + 1),
@@ -306,6 +415,9 @@ class EPNet(nn.Module):
         last_hidden = self.g_hidden[-1]
         last_hidden.weight.mul_(scale[:, None])
         last_hidden.bias.mul_(scale)
+        n_poly = self.g_poly.numel()
+        self.g_poly.copy_(theta[i: i + n_poly].view(self.g_poly.shape) * self.poly_mask)
+        i += n_poly
         if self.conv is not None:
             last = self.conv[-1]
             wb = theta[i:].view(self.n_odd, -1)

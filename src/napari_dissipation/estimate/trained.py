@@ -242,13 +242,22 @@ class TrainedModel:
         return path
 
 
-def build_network(config: EstimatorConfig, frame_shape):
-    """An untrained :class:`~.model.EPNet` for ``config`` and (H, W) frames."""
-    from .model import EPNet
+def build_network(config: EstimatorConfig, frame_shape, n_local: int | None = None):
+    """An untrained :class:`~.model.EPNet` for ``config`` and (H, W) frames.
 
-    return EPNet(frames_per_input=config.frames_per_input, frame_shape=frame_shape,
-                 channels=config.channels, max_pools=config.max_pools,
-                 n_patterns=config.n_patterns, hidden=config.hidden)
+    Beyond ``config.n_patterns`` whole-frame patterns it holds ``n_local`` pattern slots for
+    the warm start's local (tile) patterns; default: :func:`~.tiles.local_pattern_slots`
+    of the frame's shape (0 for small frames), so a saved model is rebuilt alike.
+    """
+    from .model import EPNet
+    from .tiles import local_pattern_slots
+
+    n_local = local_pattern_slots(tuple(frame_shape)) if n_local is None else int(n_local)
+    network = EPNet(frames_per_input=config.frames_per_input, frame_shape=frame_shape,
+                    channels=config.channels, max_pools=config.max_pools,
+                    n_patterns=config.n_patterns + n_local, hidden=config.hidden)
+    network.local_slots = network.n_patterns - min(config.n_patterns, network.n_patterns)
+    return network
 
 
 def _load_failure(path: Path, exc: Exception) -> str:
@@ -294,9 +303,12 @@ def load_model(path, *, device: str = "auto") -> TrainedModel:
     except Exception as exc:
         raise InputError(f"{path}: not a napari-dissipation model file "
                          f"({_load_failure(path, exc)})") from None
-    network = build_network(config, tuple(cfg["frame_shape"]))
+    stored = blob["state_dict"].get("patterns", blob["state_dict"].get("modes"))
+    # Files from before the local pattern slots hold only the whole-frame patterns.
+    n_local = None if stored is None else max(0, len(stored) - config.n_patterns)
+    network = build_network(config, tuple(cfg["frame_shape"]), n_local)
     try:
-        network.load_state_dict(_current_keys(dict(blob["state_dict"])))
+        network.load_state_dict(_current_keys(dict(blob["state_dict"]), network.state_dict()))
     except (RuntimeError, KeyError) as exc:
         raise InputError(f"{path}: weights do not match the stored configuration ({exc})") from None
     return TrainedModel(network.to(resolve_device(device)),
@@ -305,9 +317,14 @@ def load_model(path, *, device: str = "auto") -> TrainedModel:
                         dt=cfg.get("dt"), config=config)
 
 
-def _current_keys(state: dict) -> dict:
-    """A state dict of an older model file under today's names."""
+def _current_keys(state: dict, fresh: dict) -> dict:
+    """A state dict of an older model file under today's names; parts it lacks (the
+    polynomial branch) take their values from ``fresh``, an untrained network's (off)."""
     import torch
+
+    for key in ("g_poly", "poly_mask"):
+        if key not in state and key in fresh:
+            state[key] = fresh[key]
 
     if "modes" in state and "patterns" not in state:
         state["patterns"] = state.pop("modes")
