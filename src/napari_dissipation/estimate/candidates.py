@@ -104,10 +104,21 @@ def _fit(z_fit, dz_fit, z_ev, dz_ev, blocks: list, max_values: int | None = None
         return torch.cat([_features(z[:, :, b], dz[:, :, b]) for b in blocks], dim=1)
 
     n_params = sum(dz_fit.shape[1] * len(b) * (z_fit.shape[1] * len(b) + 1) for b in blocks)
-    rows = slice(None, None, 1 if max_values is None
-                 else max(1, -(-len(z_fit) * n_params // max_values)))
+    return newton_fit(features, (z_fit, dz_fit, z_ev, dz_ev), n_params, max_values)
 
-    f_fit = features(z_fit[rows], dz_fit[rows])
+
+def newton_fit(features, coords: tuple, n_params: int, max_values: int | None) -> dict:
+    """Newton fit of the read-out on ``features(z, dz)`` (rows: windows), penalised by
+    RIDGE, and its held-out figures.
+
+    ``coords`` are (z_fit, dz_fit, z_ev, dz_ev); with ``max_values``, every n-th training
+    window is taken so that windows x ``n_params`` stays under it (Newton's steps cost
+    N P²).  Returns the held-out objective and mean EP per window, whether that mean is
+    significant, θ and the held-out windows' EP.
+    """
+    z_fit, dz_fit, z_ev, dz_ev = coords
+    step = 1 if max_values is None else max(1, -(-len(z_fit) * n_params // max_values))
+    f_fit = features(z_fit[::step], dz_fit[::step])
     lam = RIDGE * _mean_square(f_fit)
     theta, *_ = maximise_neep(f_fit, torch.zeros(f_fit.shape[1], dtype=torch.float64), lam=lam)
     del f_fit
@@ -142,19 +153,27 @@ def _ladder(counts: list, blocks_for, coords: tuple, units: np.ndarray, label: d
     """Fits for increasing pattern counts, the best by :func:`_preferred`.
 
     ``blocks_for(m)`` gives the blocks of :func:`_fit` for count m on the coordinates
-    ``coords`` (z_fit, dz_fit, z_ev, dz_ev); ``units`` is the independent held-out unit
-    (movie or time block) of each held-out window.  Each fit is recorded in ``tried``
-    (``label`` plus its count and held-out figures).  Stops after PATIENCE counts in a
-    row that are neither preferred nor the best held-out objective so far.
-    ``max_values`` as for :func:`_fit`.
+    ``coords`` (z_fit, dz_fit, z_ev, dz_ev); ``max_values`` as for :func:`_fit`; the rest
+    as for :func:`ladder_of`.  Returns the chosen count and fit, or (None, None).
+    """
+    return ladder_of(counts, lambda m: _fit(*coords, blocks_for(m), max_values), units,
+                     label, tried)
 
-    Returns the chosen count and fit, or (None, None).
+
+def ladder_of(counts: list, fit_of, units: np.ndarray, label: dict,
+              tried: list) -> tuple[int | None, dict | None]:
+    """The fits ``fit_of(m)`` for increasing counts m, the best by :func:`_preferred`.
+
+    ``units`` is the independent held-out unit (movie or time block) of each held-out
+    window.  Each fit is recorded in ``tried`` (``label`` plus its count and held-out
+    figures).  Stops after PATIENCE counts in a row that are neither preferred nor the
+    best held-out objective so far.  Returns the chosen count and fit, or (None, None).
     """
     best_m = best = None
     best_here, since = -np.inf, 0
     for m in counts:
         t0 = time.perf_counter()
-        res = _fit(*coords, blocks_for(m), max_values)
+        res = fit_of(m)
         tried.append(dict(label, n_patterns=m, val_objective=res["val_objective"],
                           val_mean_ep=res["val_mean_ep"], significant=res["significant"],
                           seconds=round(time.perf_counter() - t0, 2)))

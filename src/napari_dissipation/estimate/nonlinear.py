@@ -40,16 +40,12 @@ import torch
 
 from .candidates import (
     OBJECTIVE_SE,
-    RIDGE,
-    SIGNIFICANCE,
     _contributions,
     _features,
     _in_se,
-    _mean_square,
+    newton_fit,
 )
 from .model import POLY_COORDS, EPNet, monomial_exponents
-from .objective import neep_objective
-from .readout import maximise_neep
 
 __all__ = ["POLY_COORD_COUNTS", "POLY_DEGREES", "add_polynomial", "even_weights", "poly_features",
            "polynomial_coefficients", "n_poly_params", "set_polynomial", "with_polynomial"]
@@ -120,14 +116,7 @@ def _fit(coords: tuple, block: np.ndarray, q: int, degree: int, weights: torch.T
 
     n_params = (dz_fit.shape[1] * len(block) * (z_fit.shape[1] * len(block) + 1)
                 + n_poly_params(dz_fit.shape[1], q, degree))
-    step = 1 if max_values is None else max(1, -(-len(z_fit) * n_params // max_values))
-    f_fit = features(z_fit[::step], dz_fit[::step])
-    lam = RIDGE * _mean_square(f_fit)
-    theta, *_ = maximise_neep(f_fit, torch.zeros(f_fit.shape[1], dtype=torch.float64), lam=lam)
-    del f_fit
-    ep = features(z_ev, dz_ev).double() @ theta
-    return {"val_objective": float(neep_objective(ep)), "val_mean_ep": float(ep.mean()),
-            "significant": _in_se(ep) > SIGNIFICANCE, "theta": theta, "ep": ep}
+    return newton_fit(features, (z_fit, dz_fit, z_ev, dz_ev), n_params, max_values)
 
 
 def _better(new: dict, old: dict, units: np.ndarray) -> bool:

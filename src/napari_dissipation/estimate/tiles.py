@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 from .candidates import (
-    PATIENCE,
     RIDGE,
     SIGNIFICANCE,
     WINDOWS_PER_PARAM,
@@ -43,7 +42,7 @@ from .candidates import (
     _fit,
     _in_se,
     _n_params,
-    _preferred,
+    ladder_of,
 )
 from .model import principal_patterns
 from .objective import neep_objective, safe_exp_neg
@@ -338,25 +337,11 @@ def _boosted_fit(coords: tuple, blocks: list) -> dict:
 def _count_ladder(counts: list, m_top: int, n_t: int, coords: tuple, units,
                   tried: list) -> tuple[int | None, dict | None]:
     """The pattern count of all kept tiles: :func:`_boosted_fit` for rising counts, the
-    best by :func:`~.candidates._preferred`, stopping after PATIENCE counts in a row that
-    gain nothing (as :func:`~.candidates._ladder`)."""
-    best_m = best = None
-    best_here, since = -np.inf, 0
-    for m in counts:
-        t0 = time.perf_counter()
-        res = _boosted_fit(coords, [np.arange(t * m_top, t * m_top + m) for t in range(n_t)])
-        tried.append({"family": "tiles", "n_tiles": n_t, "n_patterns": m,
-                      "val_objective": res["val_objective"], "val_mean_ep": res["val_mean_ep"],
-                      "significant": res["significant"],
-                      "seconds": round(time.perf_counter() - t0, 2)})
-        progress = res["val_objective"] > best_here
-        best_here = max(best_here, res["val_objective"])
-        if _preferred(res, best, units):
-            best_m, best, progress = m, res, True
-        since = 0 if progress else since + 1
-        if since >= PATIENCE:
-            break
-    return best_m, best
+    best by :func:`~.candidates._preferred` (:func:`~.candidates.ladder_of`)."""
+    def fit_of(m):
+        return _boosted_fit(coords, [np.arange(t * m_top, t * m_top + m) for t in range(n_t)])
+
+    return ladder_of(counts, fit_of, units, {"family": "tiles", "n_tiles": n_t}, tried)
 
 
 def _centre_tiles(kept: list, frame_shape, coordinates, scan, ev, m: int) -> list:
