@@ -154,18 +154,3 @@ def test_no_driving_gives_no_fit():
     base, best, spec, _ = _fits(sim, 8)
     assert not base["significant"] and spec is None
 
-
-def test_window_length_scan_measures_the_rate_with_the_branch():
-    """The scan's rate for two-frame windows carries the cubic force too (exact positions
-    as the coordinates: 8 movies to fit, 2 to choose, 2 to measure)."""
-    from napari_dissipation.estimate.window_length import _one_length
-
-    sim = simulate.anharmonic_chain(n_beads=2, k4=3.0, dt=0.005, n_movies=12, n_frames=3000,
-                                    seed=3, cell=8)
-    x = sim.positions.astype(np.float32)
-    coords = {"train": list(x[:8]), "validation": list(x[8:10]), "test": list(x[10:])}
-    entry, _ = _one_length(coords, 2, 2, 1, sim.dt, np.random.default_rng(0))
-    exact = sim.truth.step_ep[10:].mean() / sim.dt
-    assert entry["poly_degree"] == 3
-    # Measured -7% (two frames of these positions carry about 94% of the EP).
-    assert entry["rate"] == pytest.approx(exact, rel=0.12)
