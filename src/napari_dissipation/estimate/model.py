@@ -320,13 +320,18 @@ class EPNet(nn.Module):
         """Projection of the even channels on the global patterns, (B, n_even · K)."""
         return torch.einsum("bepq,kpq->bek", even - 2.0 * self.mean_frame, self.patterns).flatten(1)
 
+    def _conv_cells(self, even: torch.Tensor, layers: nn.Module) -> torch.Tensor:
+        """``layers`` of the convolutional part on the even channels (and the coordinate
+        channels), on the grid of feature cells."""
+        coords = self.coords.expand(even.shape[0], -1, -1, -1)
+        return layers(torch.cat([even, coords], dim=1))
+
     def _conv_on_pixels(self, even: torch.Tensor, layers: nn.Module) -> torch.Tensor:
         """``layers`` of the convolutional part on the even channels, back on the pixel grid.
 
         Each feature cell's value is spread evenly over the pixels it stands for.
         """
-        coords = self.coords.expand(even.shape[0], -1, -1, -1)
-        f = layers(torch.cat([even, coords], dim=1))
+        f = self._conv_cells(even, layers)
         if self.n_down:
             scale = 2 ** self.n_down
             f = f.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
@@ -350,8 +355,7 @@ class EPNet(nn.Module):
         dz = torch.einsum("bopq,kpq->bok", odd, self.patterns)
         total = (self._global_coefficients(self._state(even)) * dz).sum(dim=(1, 2))
         if self._conv_counts():
-            coords = self.coords.expand(even.shape[0], -1, -1, -1)
-            local = self.conv(torch.cat([even, coords], dim=1))
+            local = self._conv_cells(even, self.conv)
             total = total + (local * self._cell_sums(odd)).sum(dim=(1, 2, 3))
         return total
 
@@ -371,8 +375,7 @@ class EPNet(nn.Module):
             head = dz.view(len(dz), self.n_odd, self.n_patterns)[:, :, :self.n_poly]
             parts.append((head[:, :, :, None] * self._monomials(z)[:, None, None, :]).flatten(1))
         if self.conv is not None:
-            coords = self.coords.expand(even.shape[0], -1, -1, -1)
-            f = self.conv[:-1](torch.cat([even, coords], dim=1))
+            f = self._conv_cells(even, self.conv[:-1])
             f = torch.cat([f, torch.ones_like(f[:, :1])], dim=1)
             parts.append(torch.einsum("bohw,bchw->boc", self._cell_sums(odd), f).flatten(1))
         return torch.cat(parts, dim=1)
