@@ -224,7 +224,7 @@ class ResultView:
             return old
         layer = self.viewer.add_image(data, **kwargs)
         kind = kwargs["metadata"]["dissipation"]["kind"]
-        # The colour bar's GL visuals cost as much as the layer: one turn later.
+        # The colour bar's GL visuals cost as much as the layer: a moment later.
         QTimer.singleShot(STAGGER_MS // 2, lambda: _show_colorbar(layer, COLORBAR_POSITION[kind]))
         return layer
 
