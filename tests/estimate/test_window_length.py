@@ -67,6 +67,11 @@ def test_noise_asks_for_longer_windows(noisy):
 def test_clean_chain_keeps_short_windows(bead_spring_small):
     scan = _scan(bead_spring_small)
     assert scan.chosen <= 3
+    # The held-out objective bounds the EP from below: within noise (10%), never above the
+    # exact rate, and not above the mean rate it is measured beside.
+    for e in scan.curve:
+        assert e["validation_bound"] <= 1.1 * bead_spring_small.truth.ep_rate
+        assert e["validation_bound"] <= e["validation_rate"] + 1e-9
 
 
 def test_no_driving_gives_no_curve_and_two_frames():

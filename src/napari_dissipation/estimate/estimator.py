@@ -23,7 +23,6 @@ from .state import read_checkpoint
 from .stats import bootstrap_rate_ci, per_transition, split_units, widen_interval
 from .train import Progress, train
 from .trained import TrainedModel, build_network, check_dt, resolve_device
-from .warmstart import SMOOTHINGS
 from .window_length import WindowScan, scan_window_lengths
 from .windows import window_ep
 
@@ -183,7 +182,6 @@ class EPEstimator:
                                    checkpoint=checkpoint if ctx.is_main else None,
                                    fingerprint=facts, resume=state,
                                    mixed_precision=self._mixed_precision(device),
-                                   smoothings=(scan.smoothing,) if scan.curve else SMOOTHINGS,
                                    spent=scan.seconds)
         self.model_ = TrainedModel(network, norm=norm, frame_shape=data.frame_shape,
                                    raw_frame_shape=data.raw_frame_shape, dt=dt, config=cfg_k)

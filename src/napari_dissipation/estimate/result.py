@@ -37,6 +37,7 @@ class FitResult:
     rate_by_window : list of dict
         The rate for a rising window length: ``k``, ``rate`` and ``ci`` (k_B/s, on the
         test units, from the warm start's fit for that k), ``validation_rate``,
+        ``validation_bound`` (the held-out objective's lower bound, k_B/s),
         ``n_patterns``; see :mod:`~napari_dissipation.estimate.window_length`.
     lower_bound_reasons : list of str
         Why the rate is likely below the true EP rate (empty when no such sign was seen;

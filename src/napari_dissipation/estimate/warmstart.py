@@ -133,8 +133,11 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     seed : int
         Seeds the choice of windows and frames.
     smoothings : tuple of float
-        Blur scales of the whole-frame patterns tried (pixels); the window-length scan
-        passes the one it chose for two-frame windows.
+        Blur scales of the whole-frame patterns tried (pixels).  Every scale is tried again
+        at the chosen window length: the blur the window-length scan chose for two-frame
+        windows on fewer training windows can cost EP (five-bead chain: 4 px and -14%
+        against the same transitions; 8 px and -7% with every scale tried;
+        docs/benchmarks.md).
 
     Returns
     -------
