@@ -139,7 +139,7 @@ def _map_record(est, test) -> dict:
     }
 
 
-def run(name: str, *, max_seconds: float, seed: int = 0) -> dict:
+def run(name: str, *, max_seconds: float, seed: int = 0, k="auto") -> dict:
     import torch
 
     from napari_dissipation import EPEstimator
@@ -151,7 +151,8 @@ def run(name: str, *, max_seconds: float, seed: int = 0) -> dict:
     sim = _simulate(case, "train", seed)
     test = _simulate(case, "test", seed + 1000)
     sim_seconds = time.perf_counter() - t0
-    est = EPEstimator(seed=0, threads=1, max_seconds=max_seconds, nonstationarity="check")
+    est = EPEstimator(seed=0, threads=1, max_seconds=max_seconds, nonstationarity="check",
+                      frames_per_input=k)
     t1 = time.perf_counter()
     fit = est.fit(sim.movies, dt=sim.dt)
     fit_seconds = time.perf_counter() - t1
@@ -163,7 +164,8 @@ def run(name: str, *, max_seconds: float, seed: int = 0) -> dict:
         "case": name, "seed": seed, "simulator": case["simulator"], "physics": case["physics"],
         "train": case["train"], "test": case["test"], "dt": dt,
         "frame_shape": list(sim.frame_shape), "max_seconds": max_seconds,
-        "options": {"seed": 0, "threads": 1, "nonstationarity": "check"},
+        "options": {"seed": 0, "threads": 1, "nonstationarity": "check",
+                    "frames_per_input": k},
         "exact_rate": float(sim.truth.ep_rate), "exact_rate_held_out": held_rate,
         "ep_rate": float(fit.ep_rate), "ep_rate_ci": [float(v) for v in fit.ep_rate_ci],
         "bias_vs_held_out": float(fit.ep_rate / held_rate - 1) if held_rate else None,
@@ -193,11 +195,15 @@ def main(argv=None) -> int:
     p.add_argument("-c", "--case", action="append", choices=sorted(CASES), required=True)
     p.add_argument("-s", "--seed", type=int, default=0)
     p.add_argument("--max-seconds", type=float, default=300.0)
+    p.add_argument("-k", "--frames-per-input", default="auto",
+                   help="frames per window (default: chosen from the data)")
     args = p.parse_args(argv)
+    k = args.frames_per_input if args.frames_per_input == "auto" else int(args.frames_per_input)
+    tag = "" if k == "auto" else f"_k{k}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.case:
-        record = run(name, max_seconds=args.max_seconds, seed=args.seed)
-        path = RESULTS / f"{name}_seed{args.seed}.json"
+        record = run(name, max_seconds=args.max_seconds, seed=args.seed, k=k)
+        path = RESULTS / f"{name}_seed{args.seed}{tag}.json"
         path.write_text(json.dumps(record, indent=1, default=float))
         lo, hi = record["ep_rate_ci"]
         extra = (f"R² {record['test_r2_corr']:.3f}" if name.startswith("anharmonic") else

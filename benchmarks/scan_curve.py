@@ -34,7 +34,7 @@ from napari_dissipation.estimate.stats import split_units
 from napari_dissipation.estimate.window_length import scan_window_lengths
 
 
-def run(name: str, movies: int | None = None) -> dict:
+def run(name: str, movies: int | None = None, patterns: int = 16) -> dict:
     spec = dict(CASES[name])
     render = spec.pop("render")
     if movies:
@@ -48,7 +48,7 @@ def run(name: str, movies: int | None = None) -> dict:
     split = split_units(data.lengths, validation_fraction=0.2, test_fraction=0.25, rng=rng)
     t0 = time.perf_counter()
     scan = scan_window_lengths(data, split, norm, window_seconds=DT,
-                               device=torch.device("cpu"), seed=0, n_patterns=16,
+                               device=torch.device("cpu"), seed=0, n_patterns=patterns,
                                rng=np.random.default_rng([0, 0xC0DE]))
     same = np.concatenate([sim.truth.step_ep[m][a:b] for m, a, b in split.test])
     return {"case": name, "n_movies": spec["n_movies"], "exact_rate": sim.truth.ep_rate,
@@ -62,14 +62,16 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("case", choices=sorted(CASES))
     p.add_argument("--movies", type=int, default=None, help="movies (default: the case's)")
+    p.add_argument("--patterns", type=int, default=16, help="most whole-frame patterns")
     p.add_argument("--all", action="store_true",
                    help="try every window length (no stop after the rate stops rising)")
     args = p.parse_args(argv)
     if args.all:
         window_length.PATIENCE = len(window_length.LADDER)
-    res = run(args.case, args.movies)
+    res = run(args.case, args.movies, args.patterns)
     OUT.mkdir(parents=True, exist_ok=True)
-    name = f"scan_{args.case}_m{res['n_movies']}{'_all' if args.all else ''}.json"
+    name = (f"scan_{args.case}_m{res['n_movies']}{'_all' if args.all else ''}"
+            f"{f'_p{args.patterns}' if args.patterns != 16 else ''}.json")
     (OUT / name).write_text(json.dumps(res, indent=2))
     print(f"{args.case}, {res['n_movies']} movies: exact {res['exact_rate']:.3f}, test "
           f"transitions {res['same_transitions_rate']:.3f} k_B/s; chosen k = {res['chosen']}")

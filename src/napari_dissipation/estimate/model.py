@@ -153,19 +153,25 @@ class EPNet(nn.Module):
     max_pools : int
         Largest number of 2x down-samplings in the convolutional part.
     n_patterns : int
-        K, the number of whole-frame patterns of the global part.
+        K, the number of pattern slots of the global part (at most H · W).
     hidden : int
         Width of the global network ``g``.
+    local_slots : int
+        How many of the K slots are kept for local (tile) patterns; the warm start puts
+        whole-frame patterns in the others.
     """
 
     def __init__(self, *, frames_per_input: int, frame_shape: tuple[int, int],
-                 channels: int = 8, max_pools: int = 2, n_patterns: int = 16, hidden: int = 64):
+                 channels: int = 8, max_pools: int = 2, n_patterns: int = 16, hidden: int = 64,
+                 local_slots: int = 0):
         super().__init__()
         k = self.frames_per_input = int(frames_per_input)
         self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
         h, w = self.frame_shape
         self.n_even, self.n_odd = (k + 1) // 2, k // 2
+        whole = int(n_patterns) - int(local_slots)
         self.n_patterns = n_patterns = int(min(n_patterns, h * w))
+        self.local_slots = n_patterns - min(whole, n_patterns)
         c = int(channels)
         self.n_down = n_downsamplings(self.frame_shape, max_pools)
 

@@ -255,8 +255,8 @@ def build_network(config: EstimatorConfig, frame_shape, n_local: int | None = No
     n_local = local_pattern_slots(tuple(frame_shape)) if n_local is None else int(n_local)
     network = EPNet(frames_per_input=config.frames_per_input, frame_shape=frame_shape,
                     channels=config.channels, max_pools=config.max_pools,
-                    n_patterns=config.n_patterns + n_local, hidden=config.hidden)
-    network.local_slots = network.n_patterns - min(config.n_patterns, network.n_patterns)
+                    n_patterns=config.n_patterns + n_local, hidden=config.hidden,
+                    local_slots=n_local)
     return network
 
 

@@ -80,7 +80,7 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames,
     """Best whole-frame candidate over blur scales and pattern counts, and all tried;
     with ``polynomial``, the winner's polynomial branch too (:mod:`.nonlinear`)."""
     # The slots beyond the configured count are for local patterns (``tiles``).
-    k_max = model.n_patterns - getattr(model, "local_slots", 0)
+    k_max = model.n_patterns - model.local_slots
     patterns = [principal_patterns(frames, k_max, s)[0] for s in smoothings]
     stack = torch.as_tensor(np.concatenate(patterns), dtype=torch.float32, device=device)
     z_fit, dz_fit = _coordinates(model, data, *fit, norm, device, _whole_frame(stack),
