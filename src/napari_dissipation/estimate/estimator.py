@@ -182,6 +182,7 @@ class EPEstimator:
                                    checkpoint=checkpoint if ctx.is_main else None,
                                    fingerprint=facts, resume=state,
                                    mixed_precision=self._mixed_precision(device),
+                                   preferred_smoothing=scan.smoothing if scan.curve else None,
                                    spent=scan.seconds)
         self.model_ = TrainedModel(network, norm=norm, frame_shape=data.frame_shape,
                                    raw_frame_shape=data.raw_frame_shape, dt=dt, config=cfg_k)
