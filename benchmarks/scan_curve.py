@@ -32,9 +32,10 @@ from napari_dissipation.estimate import window_length
 from napari_dissipation.estimate.data import MovieSet
 from napari_dissipation.estimate.stats import split_units
 from napari_dissipation.estimate.window_length import scan_window_lengths
+from napari_dissipation.options import defaults
 
 
-def run(name: str, movies: int | None = None, patterns: int = 16) -> dict:
+def run(name: str, movies: int | None = None, patterns: int | None = None) -> dict:
     spec = dict(CASES[name])
     render = spec.pop("render")
     if movies:
@@ -45,10 +46,13 @@ def run(name: str, movies: int | None = None, patterns: int = 16) -> dict:
     data = MovieSet(sim.movies, frames_per_input=2)
     rng = np.random.default_rng(0)
     norm = data.normalisation(rng)
-    split = split_units(data.lengths, validation_fraction=0.2, test_fraction=0.25, rng=rng)
+    opts = defaults()  # the estimator's own split and pattern count
+    split = split_units(data.lengths, validation_fraction=opts["validation_fraction"],
+                        test_fraction=opts["test_fraction"], rng=rng)
     t0 = time.perf_counter()
     scan = scan_window_lengths(data, split, norm, window_seconds=DT,
-                               device=torch.device("cpu"), seed=0, n_patterns=patterns,
+                               device=torch.device("cpu"), seed=0,
+                               n_patterns=patterns or opts["n_patterns"],
                                rng=np.random.default_rng([0, 0xC0DE]))
     same = np.concatenate([sim.truth.step_ep[m][a:b] for m, a, b in split.test])
     return {"case": name, "n_movies": spec["n_movies"], "exact_rate": sim.truth.ep_rate,
@@ -62,7 +66,8 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("case", choices=sorted(CASES))
     p.add_argument("--movies", type=int, default=None, help="movies (default: the case's)")
-    p.add_argument("--patterns", type=int, default=16, help="most whole-frame patterns")
+    p.add_argument("--patterns", type=int, default=None,
+                   help="most whole-frame patterns (default: the estimator's)")
     p.add_argument("--all", action="store_true",
                    help="try every window length (no stop after the rate stops rising)")
     args = p.parse_args(argv)
@@ -71,7 +76,7 @@ def main(argv=None) -> int:
     res = run(args.case, args.movies, args.patterns)
     OUT.mkdir(parents=True, exist_ok=True)
     name = (f"scan_{args.case}_m{res['n_movies']}{'_all' if args.all else ''}"
-            f"{f'_p{args.patterns}' if args.patterns != 16 else ''}.json")
+            f"{f'_p{args.patterns}' if args.patterns else ''}.json")
     (OUT / name).write_text(json.dumps(res, indent=2))
     print(f"{args.case}, {res['n_movies']} movies: exact {res['exact_rate']:.3f}, test "
           f"transitions {res['same_transitions_rate']:.3f} k_B/s; chosen k = {res['chosen']}")

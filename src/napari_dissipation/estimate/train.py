@@ -32,7 +32,7 @@ from .objective import neep_objective, safe_exp_neg
 from .readout import readout_sd, refit_readout
 from .state import TrainingState
 from .stats import flat_windows, training_units
-from .warmstart import SMOOTHINGS, warm_start
+from .warmstart import warm_start
 from .windows import batch_tensor, infer_batch, window_ep
 
 __all__ = ["Progress", "TrainOutcome", "train"]
@@ -165,7 +165,7 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
           rate_scale: float, device, stop: threading.Event, rng: np.random.Generator,
           ctx: Context = SINGLE, checkpoint: Path | None = None, fingerprint: dict | None = None,
           resume: dict | None = None, mixed_precision: bool = False,
-          smoothings: tuple = SMOOTHINGS, preferred_smoothing: float | None = None,
+          preferred_smoothing: float | None = None,
           spent: float = 0.0) -> Generator[Progress, None, TrainOutcome]:
     """Maximise the NEEP objective on the training windows with early stopping.
 
@@ -196,8 +196,6 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     mixed_precision : bool
         bfloat16 autocast for the training forward pass (CUDA only); the NEEP objective,
         the evaluations and the refit stay in float32/float64.
-    smoothings : tuple of float
-        Blur scales the warm start tries for its whole-frame patterns, pixels.
     preferred_smoothing : float, optional
         The blur the window-length scan chose: the warm start keeps it unless another
         scale fits clearly better.
@@ -215,7 +213,7 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     """
     loop = _Loop(model, data, split, norm, cfg, rate_scale=rate_scale, device=device,
                  rng=rng, ctx=ctx, mixed_precision=mixed_precision,
-                 warm=resume is None and ctx.is_main, smoothings=smoothings,
+                 warm=resume is None and ctx.is_main,
                  preferred_smoothing=preferred_smoothing, spent=spent)
     state = loop.resume(resume) if resume is not None else loop.start()
     state = yield from loop.run(state, stop, checkpoint=checkpoint, fingerprint=fingerprint)
@@ -226,8 +224,8 @@ class _Loop:
     """One training run: the model, its optimiser and weight average, and the windows."""
 
     def __init__(self, model, data, split, norm, cfg, *, rate_scale, device, rng, ctx,
-                 mixed_precision, warm: bool, smoothings: tuple = SMOOTHINGS,
-                 preferred_smoothing: float | None = None, spent: float = 0.0):
+                 mixed_precision, warm: bool, preferred_smoothing: float | None = None,
+                 spent: float = 0.0):
         self.model, self.data, self.norm, self.cfg = model, data, norm, cfg
         self.rate_scale, self.device, self.rng, self.ctx = rate_scale, device, rng, ctx
         self.mixed_precision = mixed_precision
@@ -239,8 +237,7 @@ class _Loop:
         self.eval_units = _eval_subset(split.windows("validation", data.k), cfg.eval_windows,
                                        rng)
         # Other ranks get rank 0's start when the model is wrapped.
-        self.smoothings, self.spent = smoothings, spent
-        self.preferred_smoothing = preferred_smoothing
+        self.preferred_smoothing, self.spent = preferred_smoothing, spent
         self.warm = self._warm_start() if warm else None
         # Whether the weights kept at the start are a warm-start fit (not ΔS ≡ 0 or a
         # resumed run): only then is the network stage a challenger on probation.
@@ -257,8 +254,8 @@ class _Loop:
     def _warm_start(self) -> dict:
         t = time.perf_counter()
         warm = warm_start(self.model, self.data, self.train_m, self.train_s, self.eval_units,
-                          self.norm, self.device, self.cfg.seed, self.smoothings,
-                          self.preferred_smoothing)
+                          self.norm, self.device, self.cfg.seed,
+                          preferred_smoothing=self.preferred_smoothing)
         warm["seconds"] = time.perf_counter() - t
         return warm
 
