@@ -59,8 +59,12 @@ def test_kill_then_resume_completes_and_agrees(movie_files, tmp_path):
     before = _tree_hash(runs)
 
     ref = runs / "ref"
+    t_ref = time.monotonic()
     proc = _cli("fit", *movie_files, "--out", str(ref), *FIT)
     assert proc.returncode == 0, proc.stderr
+    # The first checkpoint comes after the scan and the warm start: on a loaded machine
+    # that takes as long as a good part of the whole reference run did.
+    wait = max(90.0, 1.5 * (time.monotonic() - t_ref))
     out = runs / "new"
     checkpoint = runs / "new.partial" / "checkpoint.pt"
     cmd = [sys.executable, "-m", "napari_dissipation", "fit", *movie_files, "--out", str(out),
@@ -68,10 +72,10 @@ def test_kill_then_resume_completes_and_agrees(movie_files, tmp_path):
     victim = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env=_env())
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + wait
         while not checkpoint.exists():
             assert victim.poll() is None, "the run ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 90 s"
+            assert time.monotonic() < deadline, f"no checkpoint within {wait:.0f} s"
             time.sleep(0.05)
         delay = np.random.default_rng().uniform(0.0, 1.5)  # a random moment of training
         print(f"\nkilled {delay:.2f} s after the first checkpoint")

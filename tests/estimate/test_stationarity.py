@@ -55,9 +55,12 @@ def test_illumination_drift_fires_on_the_background():
     assert "background" in kinds and "intensity" in kinds and "drift" not in kinds
 
 
-def test_stage_drift_fires_and_is_measured():
+@pytest.mark.parametrize("binned", [False, True])
+def test_stage_drift_fires_and_is_measured(binned, monkeypatch):
     # 0.3 px/s straight down the rows: 3 px over 10 s (the beads move along the columns)
     sim = simulate.bead_spring(seed=3, stage_drift=0.3, stage_drift_angle=90.0, **SIM)
+    if binned:  # as large frames are registered: 2 x 2 binned
+        monkeypatch.setattr(st, "REGISTER_SIDE", max(sim.movies.shape[-2:]) // 2)
     report = st.check_movies(sim.movies, DT)
     assert [f.kind for f in report.findings] == ["drift"]
     for row in report.movies:
@@ -179,3 +182,17 @@ def test_the_tukey_window_is_scipys():
 
     for n in (1, 2, 3, 8, 17, 40, 256, 513):
         np.testing.assert_allclose(_tukey(n, 0.25), tukey(n, 0.25), atol=1e-12)
+
+
+def test_large_frames_are_registered_binned_on_their_centre(monkeypatch):
+    # 300 x 300 px registered as 100 x 100 sums of 2 x 2 px from the central 200 x 200
+    monkeypatch.setattr(st, "REGISTER_SIDE", 100)
+    rng = np.random.default_rng(2)
+    scene = ndimage.gaussian_filter(rng.standard_normal((300, 300)), 3.0)
+    drift = np.linspace(0.0, 2.5, 240)  # px along the rows
+    movie = np.stack([ndimage.shift(scene, (d, 0.0), order=3, mode="wrap") for d in drift])
+    movie = (movie + 0.05 * rng.standard_normal(movie.shape)).astype(np.float32)
+    assert st._for_registration(movie[:3], 2).shape == (3, 100, 100)
+    row = st.check_movies(movie, DT).movies[0]
+    assert row["drift_px"][0] == pytest.approx(2.5, abs=0.2)
+    assert row["drift_px"][1] == 0.0

@@ -98,29 +98,41 @@ def principal_patterns(frames: np.ndarray, n: int,
     mean : ndarray, shape (H, W)
         Mean frame.
     """
-    x = np.asarray(frames, dtype=np.float64)
-    _, h, w = x.shape
-    mean = x.mean(axis=0)
-    br, bc = gaussian_blur_matrix(h, smoothing), gaussian_blur_matrix(w, smoothing)
+    # In torch: numpy's BLAS ignores the estimator's thread count, and on a loaded machine
+    # its threads spin against each other (a 100 x 512² Gram matrix took 1.5 to 5 s
+    # against 0.13 s here; docs/benchmarks.md, frame size).
+    x = torch.as_tensor(np.asarray(frames), dtype=torch.float64)
+    n_frames, h, w = x.shape
+    mean = x.mean(dim=0)
     centred = x - mean
-    blurred = (br @ centred @ bc).reshape(len(x), -1)
+
+    def blur(t):  # B t B on the last two axes; nothing to do without blur
+        if smoothing <= 0:
+            return t
+        br = torch.as_tensor(gaussian_blur_matrix(h, smoothing))
+        bc = torch.as_tensor(gaussian_blur_matrix(w, smoothing))
+        return br @ t @ bc
+
+    blurred = blur(centred).reshape(n_frames, -1)
     # Leading right singular vectors from the smaller of the two Gram matrices.
     if blurred.shape[0] >= blurred.shape[1]:
-        ev, vecs = np.linalg.eigh(blurred.T @ blurred)
-        ev, vt = ev[::-1], vecs[:, ::-1].T
+        ev, vecs = torch.linalg.eigh(blurred.T @ blurred)
+        ev, vt = ev.flip(0), vecs.flip(1).T
     else:
-        ev, u = np.linalg.eigh(blurred @ blurred.T)
-        ev, u = ev[::-1], u[:, ::-1]
-        vt = (u / np.sqrt(np.maximum(ev, 1e-300))).T @ blurred
+        ev, u = torch.linalg.eigh(blurred @ blurred.T)
+        ev, u = ev.flip(0), u.flip(1)
+        vt = (u / ev.clamp_min(1e-300).sqrt()).T @ blurred
+    del blurred
     k = min(n, len(ev))
-    patterns = np.zeros((n, h, w))
-    patterns[:k] = br @ vt[:k].reshape(k, h, w) @ bc
-    std = np.sqrt(np.mean(np.einsum("npq,kpq->nk", centred, patterns[:k]) ** 2, axis=0))
+    patterns = torch.zeros(n, h, w, dtype=torch.float64)
+    patterns[:k] = blur(vt[:k].reshape(k, h, w))
+    coords = centred.reshape(n_frames, -1) @ patterns[:k].reshape(k, -1).T
+    std = coords.square().mean(dim=0).sqrt()
     # Components at the numerical noise floor would be blown up to unit variance.
     keep = ev[:k] > 1e-12 * ev[0]
-    patterns[:k] = np.where(keep[:, None, None],
-                            patterns[:k] / np.maximum(std, 1e-12)[:, None, None], 0.0)
-    return patterns, mean
+    patterns[:k] = torch.where(keep[:, None, None],
+                               patterns[:k] / std.clamp_min(1e-12)[:, None, None], 0.0)
+    return patterns.numpy(), mean.numpy()
 
 
 def linear_branch_features(z: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:

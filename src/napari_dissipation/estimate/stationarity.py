@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 __all__ = ["StationarityReport", "check_movies", "image_shift"]
 
@@ -45,6 +46,11 @@ BACKGROUND_PERCENTILE = 5.0
 DRIFT_PX = 0.5
 ACTIVITY_CHANGE = 0.25
 MEASURED = 500  # frames registered to measure a drift (evenly spread over the movie)
+#: Frames larger than this on a side are registered 2 x 2 binned, and beyond twice it on
+#: their central part (a stage drift moves the whole frame): a drift of half a pixel is
+#: still measured to a few hundredths of one, at a fraction of the cost (500 frames of
+#: 512 x 512 px: 72 s at full size; docs/benchmarks.md, frame size).
+REGISTER_SIDE = 256
 CHUNK = 256  # frames read at a time (bounds the float32 working memory)
 
 
@@ -276,21 +282,24 @@ def image_shift(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
 def _refine(imgs: np.ndarray, ref: np.ndarray, shift: np.ndarray,
             steps: int = 2) -> np.ndarray:
     """Gauss-Newton refinement of shifts (n, 2) of ``imgs`` (n, H, W) against ``ref``."""
+    from scipy import fft  # several times faster than numpy's on real input
+
     H, W = ref.shape
-    spectrum = np.fft.fft2(ref)
+    spectrum = fft.fft2(ref)
     ky = 2j * np.pi * np.fft.fftfreq(H)[None, :, None]
     kx = 2j * np.pi * np.fft.fftfreq(W)[None, None, :]
-    w = _window(H, W).ravel()
-    y = imgs.reshape(len(imgs), -1)
+    w = torch.from_numpy(_window(H, W).ravel())
+    y = torch.from_numpy(imgs.reshape(len(imgs), -1))
     d = shift.copy()
     for _ in range(steps):
-        moved = spectrum * np.exp(-(ky * d[:, 0, None, None] + kx * d[:, 1, None, None]))
-        cols = [np.real(np.fft.ifft2(moved)), np.ones_like(imgs),
-                -np.real(np.fft.ifft2(moved * ky)), -np.real(np.fft.ifft2(moved * kx))]
-        X = np.stack([c.reshape(len(imgs), -1) for c in cols], axis=1)  # (n, 4, P)
-        Xw = X * w
-        A = Xw @ X.transpose(0, 2, 1) + 1e-9 * np.eye(4)
-        coef = np.linalg.solve(A, Xw @ y[..., None])[..., 0]
+        # The phase ramp is separable: two small exponentials instead of one per pixel.
+        moved = spectrum * np.exp(-ky * d[:, 0, None, None]) * np.exp(-kx * d[:, 1, None, None])
+        cols = [np.real(fft.ifft2(moved)), np.ones_like(imgs),
+                -np.real(fft.ifft2(moved * ky)), -np.real(fft.ifft2(moved * kx))]
+        X = torch.from_numpy(np.stack([c.reshape(len(imgs), -1) for c in cols], axis=1))
+        Xw = X * w  # (n, 4, P); the products in torch: numpy's batched ones are slow
+        A = (Xw @ X.transpose(1, 2)).numpy() + 1e-9 * np.eye(4)
+        coef = np.linalg.solve(A, (Xw @ y[..., None]).numpy())[..., 0]
         gain = np.where(np.abs(coef[:, 0]) > 1e-6, coef[:, 0], 1e-6)
         d += np.clip(coef[:, 2:] / gain[:, None], -1.0, 1.0)
     return d
@@ -298,10 +307,12 @@ def _refine(imgs: np.ndarray, ref: np.ndarray, shift: np.ndarray,
 
 def _correlation_peak(imgs: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Shifts (n, 2) at the peak of the half-whitened cross-correlation (sub-pixel)."""
+    from scipy import fft
+
     w = _window(*ref.shape)
-    cross = np.fft.fft2(imgs * w) * np.conj(np.fft.fft2(ref * w))[None]
+    cross = fft.fft2(imgs * w) * np.conj(fft.fft2(ref * w))[None]
     cross /= np.sqrt(np.abs(cross)) + 1e-12
-    cc = np.real(np.fft.ifft2(cross))
+    cc = np.real(fft.ifft2(cross))
     n, H, W = cc.shape
     # The windows overlap less at larger lags: divide by their overlap, or the peak is
     # pulled towards zero shift.
@@ -339,20 +350,22 @@ def _drift(movie, images: np.ndarray, block: np.ndarray) -> tuple[np.ndarray, li
     Frames (at most ``MEASURED``, evenly spread) are registered against the movie's mean
     image, itself aligned on a first pass over the block means; the drift is the quadratic
     trend of those shifts on each axis whose trend is clear and larger than ``DRIFT_PX``
-    (zero on the others).
+    (zero on the others).  Large frames are registered binned (``REGISTER_SIDE``).
     """
     from scipy import ndimage
 
     T = len(block)
+    f = 2 if max(images.shape[1:]) > REGISTER_SIDE else 1
+    images = _for_registration(images, f)
     shifts = image_shift(images, images.mean(axis=0))
     reference = np.mean([ndimage.shift(img, -(s - np.median(shifts, axis=0)), order=1,
                                        mode="nearest")
                          for img, s in zip(images, shifts, strict=True)], axis=0)
     # At most MEASURED frames, evenly spread: a trend over the movie needs no more.
     index = np.unique(np.linspace(0, T - 1, min(T, MEASURED)).round().astype(int))
-    per_frame = np.concatenate([
-        image_shift(np.stack([_frames(movie, i, i + 1)[0] for i in index[a:a + CHUNK]]),
-                    reference) for a in range(0, len(index), CHUNK)])
+    per_frame = f * np.concatenate([image_shift(_for_registration(
+        np.stack([_frames(movie, i, i + 1)[0] for i in index[a:a + CHUNK]]), f), reference)
+        for a in range(0, len(index), CHUNK)])
     trends = [_trend(per_frame[:, axis]) for axis in range(2)]
     drift = np.zeros((T, 2))
     t = np.arange(T) / max(T - 1, 1)
@@ -360,6 +373,19 @@ def _drift(movie, images: np.ndarray, block: np.ndarray) -> tuple[np.ndarray, li
         if tr.clear and tr.span > DRIFT_PX:
             drift[:, axis] = np.polyval(tr.coef, t)
     return drift, trends
+
+
+def _for_registration(images: np.ndarray, f: int) -> np.ndarray:
+    """Images (n, H, W) as registered: with f = 2, their central part of at most
+    2 REGISTER_SIDE pixels on a side in sums of 2 x 2 pixels (rows and columns beyond a
+    whole block dropped)."""
+    if f <= 1:
+        return images
+    n, h, w = images.shape
+    r0, c0 = max(0, (h - 2 * REGISTER_SIDE) // 2), max(0, (w - 2 * REGISTER_SIDE) // 2)
+    h, w = min(h, 2 * REGISTER_SIDE) // f * f, min(w, 2 * REGISTER_SIDE) // f * f
+    part = images[:, r0: r0 + h, c0: c0 + w]
+    return part.reshape(n, h // f, f, w // f, f).sum(axis=(2, 4))
 
 
 def _movie_numbers(movie, name: str) -> dict | None:
