@@ -105,3 +105,22 @@ def test_an_equilibrium_field_gives_an_interval_containing_zero():
     fit = est.fit(sim.movies, dt=DT)
     lo, hi = fit.ep_rate_ci
     assert lo <= 0.0 <= hi
+
+
+def test_the_time_budget_cuts_the_warm_start_short():
+    """A budget already spent: one pattern count per blur scale at most, no tile stage,
+    and the rate said to be a lower bound for it."""
+    from napari_dissipation import EPEstimator
+    from napari_dissipation.estimate.warmstart import SMOOTHINGS
+
+    sim = simulate.particle_field(n_gyrators=2, n_equilibrium=2, n_cols=2, cell=24,
+                                  n_movies=4, n_frames=400, dt=DT, seed=3)
+    assert min(sim.movies.shape[-2:]) >= 48  # frames the tile family runs on
+    fit = EPEstimator(seed=0, threads=1, max_seconds=0.001, frames_per_input=2).fit(
+        sim.movies, dt=DT)
+    warm = fit.history[0]["warm_start"]
+    assert warm["cut_short"]
+    assert [t for t in warm["tried"] if t["family"].startswith("tiles")] == []
+    whole = [t["smoothing"] for t in warm["tried"] if t["family"] == "whole"]
+    assert 1 <= len(whole) == len(set(whole)) <= len(SMOOTHINGS)
+    assert any("cut short" in r for r in fit.lower_bound_reasons)

@@ -149,7 +149,8 @@ def _simplest_near_best(fits: list, units: np.ndarray) -> dict:
 
 
 def _ladder(counts: list, blocks_for, coords: tuple, units: np.ndarray, label: dict,
-            tried: list, max_values: int | None = None) -> tuple[int | None, dict | None]:
+            tried: list, max_values: int | None = None,
+            halt=None) -> tuple[int | None, dict | None]:
     """Fits for increasing pattern counts, the best by :func:`_preferred`.
 
     ``blocks_for(m)`` gives the blocks of :func:`_fit` for count m on the coordinates
@@ -157,21 +158,24 @@ def _ladder(counts: list, blocks_for, coords: tuple, units: np.ndarray, label: d
     as for :func:`ladder_of`.  Returns the chosen count and fit, or (None, None).
     """
     return ladder_of(counts, lambda m: _fit(*coords, blocks_for(m), max_values), units,
-                     label, tried)
+                     label, tried, halt)
 
 
 def ladder_of(counts: list, fit_of, units: np.ndarray, label: dict,
-              tried: list) -> tuple[int | None, dict | None]:
+              tried: list, halt=None) -> tuple[int | None, dict | None]:
     """The fits ``fit_of(m)`` for increasing counts m, the best by :func:`_preferred`.
 
     ``units`` is the independent held-out unit (movie or time block) of each held-out
     window.  Each fit is recorded in ``tried`` (``label`` plus its count and held-out
     figures).  Stops after PATIENCE counts in a row that are neither preferred nor the
-    best held-out objective so far.  Returns the chosen count and fit, or (None, None).
+    best held-out objective so far, or when ``halt()`` (a callable, optional) is true after
+    the first count.  Returns the chosen count and fit, or (None, None).
     """
     best_m = best = None
     best_here, since = -np.inf, 0
-    for m in counts:
+    for i, m in enumerate(counts):
+        if i and halt is not None and halt():
+            break
         t0 = time.perf_counter()
         res = fit_of(m)
         tried.append(dict(label, n_patterns=m, val_objective=res["val_objective"],

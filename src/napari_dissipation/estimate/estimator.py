@@ -183,7 +183,7 @@ class EPEstimator:
                                    fingerprint=facts, resume=state,
                                    mixed_precision=self._mixed_precision(device),
                                    preferred_smoothing=scan.smoothing if scan.curve else None,
-                                   spent=scan.seconds)
+                                   spent=time.perf_counter() - t_start)
         self.model_ = TrainedModel(network, norm=norm, frame_shape=data.frame_shape,
                                    raw_frame_shape=data.raw_frame_shape, dt=dt, config=cfg_k)
         eps = _all_window_ep(network, data, norm, device, ctx)
@@ -333,6 +333,10 @@ def _lower_bound_reasons(scan: WindowScan, k: int, cfg, outcome) -> list[str]:
     elif scan.still_rising:
         reasons.append(f"the rate still rose with the window length at the longest window "
                        f"tried ({longest} frames)")
+    warm = outcome.history[0].get("warm_start", {}) if outcome.history else {}
+    if warm.get("cut_short"):
+        reasons.append("the search for the starting fit was cut short (by Stop or the time "
+                       "budget) before every candidate was tried")
     recent = outcome.iterations - STILL_IMPROVING_EVALS * cfg.eval_every
     if outcome.stop_reason in ("iterations", "seconds") and outcome.best_iteration > 0 \
             and outcome.best_iteration >= recent:

@@ -233,13 +233,18 @@ def _select_tiles(tiles, scores, coords, units, m0: int, most: int) -> list:
 
 
 def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
-                 slots: int | None = None) -> tuple[dict | None, list]:
+                 slots: int | None = None, halt=None) -> tuple[dict | None, list]:
     """Best local candidate: the significant tiles of a scan, then their pattern count.
 
     ``scan`` and ``fit`` are the training windows (movie index, start) of the scan and of
     the kept tiles' fits, ``ev`` the held-out ones; ``slots`` the patterns the model can
-    hold (default: all of its patterns).
+    hold (default: all of its patterns).  Once ``halt()`` (optional) is true, no stage
+    starts that is not needed for a candidate: no family when it is true at the start, no
+    second blur, no centring, no further pattern count.
     """
+    def halted():
+        return halt is not None and halt()
+
     tiles = tile_grid(data.frame_shape)
     slots = model.n_patterns if slots is None else slots
     most = min(MAX_TILE_PARAMS, len(fit[1]) // WINDOWS_PER_PARAM)
@@ -249,7 +254,7 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
     per_tile = most // TILE_SCAN_SET * WINDOWS_PER_PARAM
     m0 = _most_patterns(model, min(len(scan[1]), per_tile), TILE_SCAN_PATTERNS)
     m_refine = _most_patterns(model, min(len(scan[1]), per_tile), TILE_REFINE_PATTERNS)
-    if not tiles or m0 < 2 or slots < TILE_PATTERN_COUNTS[0]:
+    if not tiles or m0 < 2 or slots < TILE_PATTERN_COUNTS[0] or halted():
         return None, []
     h, w = data.frame_shape
 
@@ -270,6 +275,8 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
     # (with many, the least blur resolves the motion; a second blur doubled the scan's
     # cost on the 72 x 72 field for no gain: -1.9% and -0.2% against the same transitions).
     for blur in TILE_SMOOTHINGS if m0 < TILE_SCAN_PATTERNS else TILE_SMOOTHINGS[:1]:
+        if sets and halted():
+            break
         t0 = time.perf_counter()
         _, ((z_fit, dz_fit), (z_ev, dz_ev)) = coordinates(tiles, m0, scan, ev, blur=blur)
         coords = (z_fit, dz_fit, z_ev, dz_ev)
@@ -288,9 +295,10 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
     _, blur, kept = max(sets)
     coordinates = functools.partial(coordinates, blur=blur)
     t0 = time.perf_counter()
-    kept = _centre_tiles(kept, data.frame_shape, coordinates, scan, ev, max(m_refine, 2))
-    tried.append({"family": "tiles-centred", "tiles": [list(map(int, t)) for t in kept],
-                  "seconds": round(time.perf_counter() - t0, 2)})
+    if not halted():
+        kept = _centre_tiles(kept, data.frame_shape, coordinates, scan, ev, max(m_refine, 2))
+        tried.append({"family": "tiles-centred", "tiles": [list(map(int, t)) for t in kept],
+                      "seconds": round(time.perf_counter() - t0, 2)})
 
     # One pattern count for all kept tiles, chosen on held-out windows.
     n_t = len(kept)
@@ -300,7 +308,8 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
         return None, tried
     m_top = max(counts)
     pats, ((z_fit, dz_fit), (z_ev, dz_ev)) = coordinates(kept, m_top, fit, ev)
-    m, best = _count_ladder(counts, m_top, n_t, (z_fit, dz_fit, z_ev, dz_ev), units, tried)
+    m, best = _count_ladder(counts, m_top, n_t, (z_fit, dz_fit, z_ev, dz_ev), units, tried,
+                            halt)
     if best is None:
         return None, tried
     full = np.zeros((n_t * m, h, w))
@@ -335,13 +344,13 @@ def _boosted_fit(coords: tuple, blocks: list) -> dict:
 
 
 def _count_ladder(counts: list, m_top: int, n_t: int, coords: tuple, units,
-                  tried: list) -> tuple[int | None, dict | None]:
+                  tried: list, halt=None) -> tuple[int | None, dict | None]:
     """The pattern count of all kept tiles: :func:`_boosted_fit` for rising counts, the
     best by :func:`~.candidates._preferred` (:func:`~.candidates.ladder_of`)."""
     def fit_of(m):
         return _boosted_fit(coords, [np.arange(t * m_top, t * m_top + m) for t in range(n_t)])
 
-    return ladder_of(counts, fit_of, units, {"family": "tiles", "n_tiles": n_t}, tried)
+    return ladder_of(counts, fit_of, units, {"family": "tiles", "n_tiles": n_t}, tried, halt)
 
 
 def _centre_tiles(kept: list, frame_shape, coordinates, scan, ev, m: int) -> list:

@@ -45,6 +45,10 @@ YIELD_SECONDS = 0.5
 #: On every linear system benchmarked it never did (issue 15), and the steps after the
 #: warm start were spent for nothing; once it has beaten it, ``patience`` applies.
 PROBE_EVALS = 5
+#: Share of a time budget (``max_seconds``, counted from the fit's start) after which the
+#: warm start tries no further candidate: on large frames it alone can outlast the budget
+#: (a 512 x 512 frame: tens of seconds per blur scale and tile stage).
+WARM_BUDGET = 0.6
 #: Largest gradient norm of one step; rare transitions with a large |ΔS| otherwise
 #: throw the weights far off in one step.
 GRAD_CLIP = 1.0
@@ -200,8 +204,8 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
         The blur the window-length scan chose: the warm start keeps it unless another
         scale fits clearly better.
     spent : float
-        Seconds already spent on this fit (the window-length scan): they count against
-        ``cfg.max_seconds``, like the warm start's.
+        Seconds already spent on this fit (checks, the window-length scan): they count
+        against ``cfg.max_seconds``, like the warm start's.
 
     Yields
     ------
@@ -214,7 +218,7 @@ def train(model: EPNet, data: MovieSet, split, norm: Normalisation, cfg: Estimat
     loop = _Loop(model, data, split, norm, cfg, rate_scale=rate_scale, device=device,
                  rng=rng, ctx=ctx, mixed_precision=mixed_precision,
                  warm=resume is None and ctx.is_main,
-                 preferred_smoothing=preferred_smoothing, spent=spent)
+                 preferred_smoothing=preferred_smoothing, spent=spent, stop=stop)
     state = loop.resume(resume) if resume is not None else loop.start()
     state = yield from loop.run(state, stop, checkpoint=checkpoint, fingerprint=fingerprint)
     return loop.finish(state)
@@ -225,7 +229,7 @@ class _Loop:
 
     def __init__(self, model, data, split, norm, cfg, *, rate_scale, device, rng, ctx,
                  mixed_precision, warm: bool, preferred_smoothing: float | None = None,
-                 spent: float = 0.0):
+                 spent: float = 0.0, stop: threading.Event | None = None):
         self.model, self.data, self.norm, self.cfg = model, data, norm, cfg
         self.rate_scale, self.device, self.rng, self.ctx = rate_scale, device, rng, ctx
         self.mixed_precision = mixed_precision
@@ -238,7 +242,7 @@ class _Loop:
                                        rng)
         # Other ranks get rank 0's start when the model is wrapped.
         self.preferred_smoothing, self.spent = preferred_smoothing, spent
-        self.warm = self._warm_start() if warm else None
+        self.warm = self._warm_start(stop) if warm else None
         # Whether the weights kept at the start are a warm-start fit (not ΔS ≡ 0 or a
         # resumed run): only then is the network stage a challenger on probation.
         self.warm_kept = self.warm is not None and self.warm["family"] != "none"
@@ -251,11 +255,18 @@ class _Loop:
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(EMA_DECAY))
         self.best_eps = None  # held-out EP of the kept weights, windows (rank 0)
 
-    def _warm_start(self) -> dict:
+    def _warm_start(self, stop: threading.Event | None) -> dict:
         t = time.perf_counter()
+        limit = None if self.cfg.max_seconds is None else \
+            WARM_BUDGET * self.cfg.max_seconds - self.spent
+
+        def halt():  # a user's Stop, or the warm start's share of the budget spent
+            return (stop is not None and stop.is_set()) or \
+                (limit is not None and time.perf_counter() - t > limit)
+
         warm = warm_start(self.model, self.data, self.train_m, self.train_s, self.eval_units,
                           self.norm, self.device, self.cfg.seed,
-                          preferred_smoothing=self.preferred_smoothing)
+                          preferred_smoothing=self.preferred_smoothing, halt=halt)
         warm["seconds"] = time.perf_counter() - t
         return warm
 

@@ -79,11 +79,12 @@ def _whole_frame(patterns: torch.Tensor):
 
 def _whole_family(model, data, fit, ev, units, norm, device, frames,
                   smoothings=SMOOTHINGS, polynomial: bool = True,
-                  preferred: float | None = None) -> tuple[dict, list]:
+                  preferred: float | None = None, halt=None) -> tuple[dict, list]:
     """Best whole-frame candidate over blur scales and pattern counts, and all tried;
     with ``polynomial``, the winner's polynomial branch too (:mod:`.nonlinear`).  With a
     ``preferred`` blur scale, its best candidate is kept unless another scale's is clearly
-    better (:func:`_incumbent`)."""
+    better (:func:`_incumbent`).  When ``halt()`` turns true, no further candidate is
+    tried once one is significant (the preferred scale is tried first)."""
     # The slots beyond the configured count are for local patterns (``tiles``).
     k_max = model.n_patterns - model.local_slots
     patterns = [principal_patterns(frames, k_max, s)[0] for s in smoothings]
@@ -101,10 +102,13 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames,
     most = min(MAX_PARAMS, len(fit[1]) // WINDOWS_PER_PARAM)
     counts = [c for c in counts if _n_params(model, c) <= most] or counts[:1]
     tried, winners = [], []
-    for i, s in enumerate(smoothings):
+    for i in sorted(range(len(smoothings)), key=lambda i: smoothings[i] != preferred):
+        s = smoothings[i]
+        if winners and halt is not None and halt():
+            break
         m, res = _ladder(counts, lambda m, i=i: [np.arange(i * k_max, i * k_max + m)],
                          (z_fit, dz_fit, z_ev, dz_ev), units,
-                         {"family": "whole", "smoothing": s}, tried, NEWTON_VALUES)
+                         {"family": "whole", "smoothing": s}, tried, NEWTON_VALUES, halt)
         if res is not None:
             winners.append(dict(res, family="whole", smoothing=s, n_patterns=m,
                                 patterns=patterns[i][:m], groups=None, tiles=[],
@@ -113,7 +117,7 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames,
     incumbent = next((w for w in winners if w["smoothing"] == preferred), None)
     if incumbent is not None:
         best = _incumbent(best, incumbent, units)
-    if best is not None and polynomial:
+    if best is not None and polynomial and not (halt is not None and halt()):
         best = with_polynomial(best, (z_fit, dz_fit, z_ev, dz_ev), units, even, odd,
                                model.n_even, most, tried, NEWTON_VALUES)
     if best is not None:
@@ -139,7 +143,8 @@ def _incumbent(best: dict, incumbent: dict, units: np.ndarray) -> dict:
 
 @torch.no_grad()
 def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eval_units: list,
-               norm, device, seed: int, preferred_smoothing: float | None = None) -> dict:
+               norm, device, seed: int, preferred_smoothing: float | None = None,
+               halt=None) -> dict:
     """Choose the global patterns and fit the linear branch; the model is updated in place.
 
     Parameters
@@ -158,6 +163,10 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     preferred_smoothing : float, optional
         The blur the window-length scan chose (pixels): kept unless another of the
         :data:`SMOOTHINGS` fits clearly better on the held-out windows (:func:`_incumbent`).
+    halt : callable, optional
+        Polled between candidates: once true (a user's Stop, the time budget), the best
+        candidate so far is kept and no further one is tried (``"cut_short"`` is then
+        true in the result).
 
     Returns
     -------
@@ -192,14 +201,23 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     ev_m, ev_s, units = flat_windows(eval_units)
     ev = (ev_m, ev_s)
     whole, tried = _whole_family(model, data, windows(n_fit), ev, units, norm, device, frames,
-                                 preferred=preferred_smoothing)
+                                 preferred=preferred_smoothing, halt=halt)
     local, tried_local = _tile_family(model, data, windows(TILE_SCAN_WINDOWS),
-                                      windows(n_tile_fit), ev, units, norm, device, frames)
+                                      windows(n_tile_fit), ev, units, norm, device, frames,
+                                      halt=halt)
+    cut_short = halt is not None and halt()
     best = local if _preferred(local, whole, units) else whole
     if best is None:
-        model.set_patterns(principal_patterns(frames, model.n_patterns, SMOOTHINGS[0])[0], mean)
+        # The whole-frame slots only: filling the local ones too gave the network stage a
+        # read-out of 12,000 parameters on 256 x 256 frames, whose noise (the interval)
+        # then took a minute to compute.
+        start = np.zeros(model.patterns.shape)
+        k_max = model.n_patterns - model.local_slots
+        start[:k_max] = principal_patterns(frames, k_max, SMOOTHINGS[0])[0]
+        model.set_patterns(start, mean)
         return {"family": "none", "smoothing": SMOOTHINGS[0], "n_patterns": 0, "tiles": [],
-                "val_objective": -1.0, "val_mean_ep": 0.0, "tried": tried + tried_local}
+                "val_objective": -1.0, "val_mean_ep": 0.0, "cut_short": cut_short,
+                "tried": tried + tried_local}
 
     n = best["n_patterns"]
     padded = np.zeros(model.patterns.shape)
@@ -217,7 +235,8 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     return {"family": best["family"], "smoothing": best["smoothing"], "n_patterns": n,
             "polynomial": (best.get("poly") or {}).get("spec"),
             "tiles": best["tiles"], "val_objective": best["val_objective"],
-            "val_mean_ep": best["val_mean_ep"], "tried": tried + tried_local}
+            "val_mean_ep": best["val_mean_ep"], "cut_short": cut_short,
+            "tried": tried + tried_local}
 
 
 def _set_linear_branch(model: EPNet, theta: torch.Tensor, blocks: list) -> None:
