@@ -147,7 +147,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_iterations", 20000, int, "max. iterations",
            "Training budget in steps.", "budget", minimum=1, first_screen=True),
     Option("max_seconds", None, float, "time budget (s)",
-           "Training budget in wall-clock seconds; the warm start counts against it.",
+           "Budget of the whole fit in wall-clock seconds (checks, window-length scan, warm "
+           "start and training; the final measurement comes after it).",
            "budget", unit="s", minimum=0.001, nullable=True, none_means="no limit",
            first_screen=True),
     Option("patience", 20, int, "patience (evaluations)",
