@@ -60,3 +60,16 @@ def test_a_bad_window_length_is_one_line(noisy_files, tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "napari-dissipation: error: frames_per_input must be a whole number or 'auto', got "
         "'one' (--frames-per-input K)"]
+
+
+def test_the_window_table_says_which_window_took_no_part():
+    from types import SimpleNamespace
+
+    from napari_dissipation.cli.fit import window_table
+
+    curve = [{"k": 2, "rate": 1.0, "ci": [0.8, 1.2]},
+             {"k": 3, "rate": 1.4, "ci": [1.0, 1.8], "generalises": False}]
+    text = window_table(SimpleNamespace(rate_by_window=curve, frames_per_input=2),
+                        chosen_by="data").splitlines()
+    assert text[2].startswith("  *  2") and "not used" not in text[2]
+    assert "not used: its fit did worse on held-out windows than none" in text[3]

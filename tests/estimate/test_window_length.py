@@ -64,6 +64,26 @@ def test_noise_asks_for_longer_windows(noisy):
     assert rates[scan.chosen] < 1.15 * noisy.truth.ep_rate
 
 
+def test_a_window_whose_fit_does_not_generalise_ends_the_scan(noisy, monkeypatch):
+    """A k whose held-out objective is worse than ΔS ≡ 0's takes no part in the choice."""
+    from napari_dissipation.estimate import window_length as wl
+
+    real = wl._one_length
+
+    def overfit_from_4(coords, k, *args):
+        entry, rates = real(coords, k, *args)
+        if entry is not None and k >= 4:
+            entry["validation_bound"] = -1.0
+        return entry, rates
+
+    monkeypatch.setattr(wl, "_one_length", overfit_from_4)
+    scan = _scan(noisy)
+    assert [e["k"] for e in scan.curve] == [2, 3, 4]
+    assert scan.curve[-1]["generalises"] is False
+    assert "generalises" not in scan.curve[0]
+    assert scan.chosen <= 3
+
+
 def test_clean_chain_keeps_short_windows(bead_spring_small):
     scan = _scan(bead_spring_small)
     assert scan.chosen <= 3

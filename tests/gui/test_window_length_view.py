@@ -197,3 +197,11 @@ def test_a_draw_does_not_blit_so_a_paint_never_repaints_recursively(qtbot):
     assert blits == []
     trace.set_frame(9)  # a marker move on the cached background: blitted, outside a paint
     assert len(blits) == 1 and trace.marker_x() == pytest.approx(0.9)
+
+
+def test_a_window_whose_fit_did_not_generalise_is_left_out_of_the_plot():
+    from napari_dissipation.gui.window_plot import curve_arrays
+
+    curve = CURVE[:3] + [dict(CURVE[3], generalises=False)]
+    k, *_ = curve_arrays(curve)
+    assert list(k) == [2, 3, 4]

@@ -141,7 +141,9 @@ def window_table(result, *, chosen_by: str) -> str:
     for e in result.rate_by_window:
         mark = "*" if e["k"] == result.frames_per_input else " "
         lo, hi = e["ci"]
-        lines.append(f"  {mark}{e['k']:3d}   {e['rate']:10.4g}   {lo:.4g} to {hi:.4g}")
+        note = ("   (not used: its fit did worse on held-out windows than none)"
+                if e.get("generalises") is False else "")
+        lines.append(f"  {mark}{e['k']:3d}   {e['rate']:10.4g}   {lo:.4g} to {hi:.4g}{note}")
     if not result.rate_by_window:
         lines.append("     (no fit of the warm start was significant for any window length)")
     return "\n".join(lines)

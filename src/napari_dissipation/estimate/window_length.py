@@ -82,7 +82,9 @@ class WindowScan:
         One entry per k tried: ``k``, ``rate`` and ``ci`` (k_B/s, on the test units),
         ``validation_rate`` (k_B/s), ``validation_bound`` (k_B/s: the held-out NEEP
         objective + 1 per transition, a lower bound of the EP the windows carry, where the
-        mean of ΔS need not be one), ``n_patterns`` (0: no significant fit).
+        mean of ΔS need not be one), ``n_patterns`` (0: no significant fit); the last entry
+        has ``generalises`` false when its bound was below 0 (a held-out objective worse
+        than ΔS ≡ 0's): that k took no part in the choice and the scan stopped there.
     chosen : int
         The window length kept.
     still_rising : bool
@@ -243,6 +245,14 @@ def scan_window_lengths(data: MovieSet, split: Split, norm: Normalisation, *,
         if entry is None:
             break
         entry["seconds"] = round(time.perf_counter() - t_k, 2)
+        if entry["validation_bound"] < 0 and val_rates:
+            # Its held-out objective is below ΔS ≡ 0's: the fit does not generalise (too
+            # many parameters for the windows), and its mean ΔS is not a rate.  Longer
+            # windows have more parameters still (hot middle bead, 30 x 5000 frames: the
+            # 6-frame fit's mean read +8% over its transitions' exact EP, and the final fit
+            # at 6 frames -8.5%; docs/benchmarks.md).
+            scan.curve.append(dict(entry, generalises=False))
+            break
         n_needed = entry["n_patterns"] or n_needed
         scan.curve.append(entry)
         val_rates[k] = rates

@@ -21,12 +21,15 @@ CURVE_COLOR = "#8fb8ff"
 
 
 def curve_arrays(curve) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(k, rate, lower, upper) of the finite points of ``rate_by_window``, sorted by k.
+    """(k, rate, lower, upper) of the finite points of ``rate_by_window``, sorted by k;
+    entries whose fit did not generalise are left out.
 
     An entry without an interval gets ``lower = upper = rate``.
     """
     rows = []
     for entry in curve or ():
+        if isinstance(entry, dict) and entry.get("generalises") is False:  # not chosen from
+            continue
         try:
             k, rate = float(entry["k"]), float(entry["rate"])
         except (KeyError, TypeError, ValueError):
