@@ -23,16 +23,14 @@ def test_local_pattern_slots_grow_with_the_frame_and_leave_small_frames_alone():
 
     assert local_pattern_slots((20, 40)) == 0
     assert local_pattern_slots((47, 200)) == 0
-    slots = {(72, 72): 9, (48, 96): 8, (64, 64): 4}  # tiles side by side: 3 x 3 of 24 px, ...
-    for shape, n in slots.items():
-        assert local_pattern_slots(shape) == min(MAX_LOCAL_SLOTS, n * TILE_SLOTS_PER_TILE)
+    assert local_pattern_slots((72, 72)) == 9 * TILE_SLOTS_PER_TILE  # 3 x 3 tiles of 24 px
+    assert local_pattern_slots((48, 96)) == 8 * TILE_SLOTS_PER_TILE  # 2 x 4 tiles of 24 px
     assert local_pattern_slots((512, 512)) == MAX_LOCAL_SLOTS
     config = EstimatorConfig(frames_per_input=2, n_patterns=16)
     small = build_network(config, (20, 40))
     assert small.n_patterns == 16 and small.local_slots == 0
     field = build_network(config, (72, 72))
-    n_local = local_pattern_slots((72, 72))
-    assert field.n_patterns == 16 + n_local and field.local_slots == n_local
+    assert field.n_patterns == 16 + 72 and field.local_slots == 72
 
 
 def test_a_model_file_from_before_the_local_slots_still_loads(tmp_path):

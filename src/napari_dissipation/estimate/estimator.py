@@ -326,13 +326,15 @@ def _check_enough(split, k: int, data: MovieSet) -> None:
 def _lower_bound_reasons(scan: WindowScan, k: int, cfg, outcome) -> list[str]:
     """Signs in this fit that the rate is below the true EP rate, in words."""
     reasons = []
-    longest = scan.curve[-1]["k"] if scan.curve else None
+    used = [e for e in scan.curve if e.get("generalises") is not False]
+    longest = used[-1]["k"] if used else None
     if scan.curve and k < scan.chosen:
         reasons.append(f"windows of {scan.chosen} frames gave a higher rate than the "
                        f"{k} frames used")
     elif scan.still_rising:
+        beyond = " (a longer one's fit did not generalise)" if len(used) < len(scan.curve) else ""
         reasons.append(f"the rate still rose with the window length at the longest window "
-                       f"tried ({longest} frames)")
+                       f"tried ({longest} frames){beyond}")
     warm = outcome.history[0].get("warm_start", {}) if outcome.history else {}
     if warm.get("cut_short"):
         reasons.append("the search for the starting fit was cut short (by Stop or the time "

@@ -80,7 +80,7 @@ MAX_TILE_PARAMS = 2200
 #: Pattern slots of the network for local patterns: this many per tile that fits side by
 #: side, at most MAX_LOCAL_SLOTS (each slot is a frame-sized pattern the network projects
 #: on; 96 slots of 512 x 512 px hold 100 MB).
-TILE_SLOTS_PER_TILE = 16
+TILE_SLOTS_PER_TILE = 8
 MAX_LOCAL_SLOTS = 96
 #: Most windows x parameters of one centring fit (Newton's steps cost N P²).
 TILE_CENTRE_VALUES = 5_000_000
@@ -300,14 +300,10 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
         tried.append({"family": "tiles-centred", "tiles": [list(map(int, t)) for t in kept],
                       "seconds": round(time.perf_counter() - t0, 2)})
 
-    # One pattern count for all kept tiles, chosen on held-out windows.  The tiles are
-    # fitted one after the other (:func:`_boosted_fit`), so the windows per parameter hold
-    # for each tile's fit: counting all tiles' parameters together stopped the filament
-    # network's two driven sites at 20 patterns each while the rate still rose (-15% and
-    # -17% at dt 0.02 and 0.01 s; with 32: +0.2% and -4%, docs/benchmarks.md).
+    # One pattern count for all kept tiles, chosen on held-out windows.
     n_t = len(kept)
     counts = [m for m in TILE_PATTERN_COUNTS
-              if m * n_t <= slots and _n_params(model, m) <= most]
+              if m * n_t <= slots and n_t * _n_params(model, m) <= most]
     if not counts:
         return None, tried
     m_top = max(counts)
