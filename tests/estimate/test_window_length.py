@@ -146,3 +146,20 @@ def test_time_profiles_are_written_back_exactly():
     full = linear_branch_features(z.flatten(1), dz.flatten(1))
     theta_full = expand_theta(theta, [np.arange(m)], even, odd, 8, 8)
     assert torch.allclose(reduced @ theta, full @ theta_full, atol=1e-10)
+
+
+def test_a_higher_rate_from_a_fit_that_did_not_generalise_makes_a_lower_bound():
+    from types import SimpleNamespace
+
+    from napari_dissipation.estimate.estimator import _lower_bound_reasons
+    from napari_dissipation.estimate.window_length import WindowScan
+
+    curve = [{"k": 2, "validation_rate": 11.1}, {"k": 3, "validation_rate": 11.0},
+             {"k": 4, "validation_rate": 12.6, "generalises": False}]
+    outcome = SimpleNamespace(history=[], iterations=0, stop_reason="early stopping",
+                              best_iteration=0)
+    cfg = SimpleNamespace(eval_every=200)
+    reasons = _lower_bound_reasons(WindowScan(curve=curve, chosen=2), 2, cfg, outcome)
+    assert len(reasons) == 1 and "windows of 4 frames read a higher rate" in reasons[0]
+    curve[-1]["validation_rate"] = 10.0  # lower: nothing suggests more EP beyond
+    assert _lower_bound_reasons(WindowScan(curve=curve, chosen=2), 2, cfg, outcome) == []

@@ -323,6 +323,13 @@ def _check_enough(split, k: int, data: MovieSet) -> None:
                      f"(at least {need} are needed); a few hundred frames is a minimum")
 
 
+def _higher_beyond(scan: WindowScan, used: list) -> bool:
+    """Whether the window length that ended the scan (its fit did not generalise) read a
+    higher validation rate than the chosen one."""
+    chosen = next((e for e in used if e["k"] == scan.chosen), None)
+    return chosen is not None and scan.curve[-1]["validation_rate"] > chosen["validation_rate"]
+
+
 def _lower_bound_reasons(scan: WindowScan, k: int, cfg, outcome) -> list[str]:
     """Signs in this fit that the rate is below the true EP rate, in words."""
     reasons = []
@@ -335,6 +342,12 @@ def _lower_bound_reasons(scan: WindowScan, k: int, cfg, outcome) -> list[str]:
         beyond = " (a longer one's fit did not generalise)" if len(used) < len(scan.curve) else ""
         reasons.append(f"the rate still rose with the window length at the longest window "
                        f"tried ({longest} frames){beyond}")
+    elif len(used) < len(scan.curve) and _higher_beyond(scan, used):
+        # Longer windows may carry more EP than the data can fit (an anharmonic chain: 2
+        # frames -23% with the exact rate outside the interval; docs/benchmarks.md).
+        reasons.append(f"windows of {scan.curve[-1]['k']} frames read a higher rate, but "
+                       f"their fit did not generalise: longer windows may carry more EP "
+                       f"than these data can fit")
     warm = outcome.history[0].get("warm_start", {}) if outcome.history else {}
     if warm.get("cut_short"):
         reasons.append("the search for the starting fit was cut short (by Stop or the time "
