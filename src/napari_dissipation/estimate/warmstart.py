@@ -200,12 +200,20 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
         return train_m[idx], train_s[idx]
     ev_m, ev_s, units = flat_windows(eval_units)
     ev = (ev_m, ev_s)
+    skipped = []
+
+    def poll():  # polled only where a true answer skips a candidate
+        if halt is not None and halt():
+            skipped.append(True)
+            return True
+        return False
+
     whole, tried = _whole_family(model, data, windows(n_fit), ev, units, norm, device, frames,
-                                 preferred=preferred_smoothing, halt=halt)
+                                 preferred=preferred_smoothing, halt=poll)
     local, tried_local = _tile_family(model, data, windows(TILE_SCAN_WINDOWS),
                                       windows(n_tile_fit), ev, units, norm, device, frames,
-                                      halt=halt)
-    cut_short = halt is not None and halt()
+                                      halt=poll)
+    cut_short = bool(skipped)
     best = local if _preferred(local, whole, units) else whole
     if best is None:
         # The whole-frame slots only: filling the local ones too gave the network stage a
