@@ -157,9 +157,10 @@ def _blocks(range_of: np.ndarray, n_ranges: int) -> np.ndarray:
 
 
 def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns: int,
-               k: int):
+               k: int, halt=None):
     """Patterns chosen for windows of k frames (whole-frame family): (patterns, mean, blur),
-    or None when no fit is significant."""
+    or None when no fit is significant; ``halt`` as for the warm start's whole-frame
+    family (a user's Stop)."""
     rng = np.random.default_rng([seed, 0x5CA1])
     model = EPNet(frames_per_input=k, frame_shape=data.frame_shape, channels=0,
                   n_patterns=n_patterns).to(device)
@@ -178,7 +179,7 @@ def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns
     model.set_patterns(np.zeros(model.patterns.shape), mean)
     val_m, val_s, units = flat_windows(val)
     best, _ = _whole_family(model, data, (tm[pick], ts[pick]), (val_m, val_s), units, norm,
-                            device, frames, polynomial=False)
+                            device, frames, polynomial=False, halt=halt)
     if best is None:
         return None
     return best["patterns"], mean, best["smoothing"]
@@ -220,9 +221,11 @@ def scan_window_lengths(data: MovieSet, split: Split, norm: Normalisation, *,
     for k_ref in REFERENCE_LENGTHS:
         if k_ref > int(np.min(data.lengths)):
             break
-        ref = _reference(data, split, norm, device, seed, n_patterns, k_ref)
+        ref = _reference(data, split, norm, device, seed, n_patterns, k_ref,
+                         halt=None if stop is None else stop.is_set)
         if ref is not None or (max_seconds is not None
-                               and time.perf_counter() - t0 > max_seconds):
+                               and time.perf_counter() - t0 > max_seconds) \
+                or (stop is not None and stop.is_set()):
             break
     if ref is None:  # nothing significant for any window: nothing to compare
         scan.seconds = time.perf_counter() - t0
