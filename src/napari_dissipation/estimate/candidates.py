@@ -46,6 +46,11 @@ OBJECTIVE_SE = 1.0
 WINDOWS_PER_PARAM = 30
 
 
+def never() -> bool:
+    """The default ``halt`` of the candidate searches: nothing interrupts them."""
+    return False
+
+
 def _windows(data, movie_idx, starts, norm, device, chunk=2048):
     for a in range(0, len(starts), chunk):
         yield batch_tensor(data, movie_idx[a: a + chunk], starts[a: a + chunk], norm, device)
@@ -150,7 +155,7 @@ def _simplest_near_best(fits: list, units: np.ndarray) -> dict:
 
 def _ladder(counts: list, blocks_for, coords: tuple, units: np.ndarray, label: dict,
             tried: list, max_values: int | None = None,
-            halt=None) -> tuple[int | None, dict | None]:
+            halt=never) -> tuple[int | None, dict | None]:
     """Fits for increasing pattern counts, the best by :func:`_preferred`.
 
     ``blocks_for(m)`` gives the blocks of :func:`_fit` for count m on the coordinates
@@ -162,19 +167,19 @@ def _ladder(counts: list, blocks_for, coords: tuple, units: np.ndarray, label: d
 
 
 def ladder_of(counts: list, fit_of, units: np.ndarray, label: dict,
-              tried: list, halt=None) -> tuple[int | None, dict | None]:
+              tried: list, halt=never) -> tuple[int | None, dict | None]:
     """The fits ``fit_of(m)`` for increasing counts m, the best by :func:`_preferred`.
 
     ``units`` is the independent held-out unit (movie or time block) of each held-out
     window.  Each fit is recorded in ``tried`` (``label`` plus its count and held-out
     figures).  Stops after PATIENCE counts in a row that are neither preferred nor the
-    best held-out objective so far, or when ``halt()`` (a callable, optional) is true after
-    the first count.  Returns the chosen count and fit, or (None, None).
+    best held-out objective so far, or when ``halt()`` is true after the first count.
+    Returns the chosen count and fit, or (None, None).
     """
     best_m = best = None
     best_here, since = -np.inf, 0
     for i, m in enumerate(counts):
-        if i and halt is not None and halt():
+        if i and halt():
             break
         t0 = time.perf_counter()
         res = fit_of(m)

@@ -43,6 +43,7 @@ from .candidates import (
     _in_se,
     _n_params,
     ladder_of,
+    never,
 )
 from .model import principal_patterns
 from .objective import neep_objective, safe_exp_neg
@@ -233,18 +234,15 @@ def _select_tiles(tiles, scores, coords, units, m0: int, most: int) -> list:
 
 
 def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
-                 slots: int | None = None, halt=None) -> tuple[dict | None, list]:
+                 slots: int | None = None, halt=never) -> tuple[dict | None, list]:
     """Best local candidate: the significant tiles of a scan, then their pattern count.
 
     ``scan`` and ``fit`` are the training windows (movie index, start) of the scan and of
     the kept tiles' fits, ``ev`` the held-out ones; ``slots`` the patterns the model can
-    hold (default: all of its patterns).  Once ``halt()`` (optional) is true, no stage
+    hold (default: all of its patterns).  Once ``halt()`` is true, no stage
     starts that is not needed for a candidate: no family when it is true at the start, no
     second blur, no centring, no further pattern count.
     """
-    def halted():
-        return halt is not None and halt()
-
     tiles = tile_grid(data.frame_shape)
     slots = model.n_patterns if slots is None else slots
     most = min(MAX_TILE_PARAMS, len(fit[1]) // WINDOWS_PER_PARAM)
@@ -254,7 +252,7 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
     per_tile = most // TILE_SCAN_SET * WINDOWS_PER_PARAM
     m0 = _most_patterns(model, min(len(scan[1]), per_tile), TILE_SCAN_PATTERNS)
     m_refine = _most_patterns(model, min(len(scan[1]), per_tile), TILE_REFINE_PATTERNS)
-    if not tiles or m0 < 2 or slots < TILE_PATTERN_COUNTS[0] or halted():
+    if not tiles or m0 < 2 or slots < TILE_PATTERN_COUNTS[0] or halt():
         return None, []
     h, w = data.frame_shape
 
@@ -275,7 +273,7 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
     # (with many, the least blur resolves the motion; a second blur doubled the scan's
     # cost on the 72 x 72 field for no gain: -1.9% and -0.2% against the same transitions).
     for blur in TILE_SMOOTHINGS if m0 < TILE_SCAN_PATTERNS else TILE_SMOOTHINGS[:1]:
-        if sets and halted():
+        if sets and halt():
             break
         t0 = time.perf_counter()
         _, ((z_fit, dz_fit), (z_ev, dz_ev)) = coordinates(tiles, m0, scan, ev, blur=blur)
@@ -295,7 +293,7 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
     _, blur, kept = max(sets)
     coordinates = functools.partial(coordinates, blur=blur)
     t0 = time.perf_counter()
-    if not halted():
+    if not halt():
         kept = _centre_tiles(kept, data.frame_shape, coordinates, scan, ev, max(m_refine, 2))
         tried.append({"family": "tiles-centred", "tiles": [list(map(int, t)) for t in kept],
                       "seconds": round(time.perf_counter() - t0, 2)})
@@ -344,7 +342,7 @@ def _boosted_fit(coords: tuple, blocks: list) -> dict:
 
 
 def _count_ladder(counts: list, m_top: int, n_t: int, coords: tuple, units,
-                  tried: list, halt=None) -> tuple[int | None, dict | None]:
+                  tried: list, halt=never) -> tuple[int | None, dict | None]:
     """The pattern count of all kept tiles: :func:`_boosted_fit` for rising counts, the
     best by :func:`~.candidates._preferred` (:func:`~.candidates.ladder_of`)."""
     def fit_of(m):

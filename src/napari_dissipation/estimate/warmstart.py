@@ -42,6 +42,7 @@ from .candidates import (
     _preferred,
     _simplest_near_best,
     _windows,
+    never,
 )
 from .candidates import _in_se as _in_se  # re-exported: window_length.py imports it here
 from .model import EPNet, principal_patterns
@@ -79,7 +80,7 @@ def _whole_frame(patterns: torch.Tensor):
 
 def _whole_family(model, data, fit, ev, units, norm, device, frames,
                   smoothings=SMOOTHINGS, polynomial: bool = True,
-                  preferred: float | None = None, halt=None) -> tuple[dict, list]:
+                  preferred: float | None = None, halt=never) -> tuple[dict, list]:
     """Best whole-frame candidate over blur scales and pattern counts, and all tried;
     with ``polynomial``, the winner's polynomial branch too (:mod:`.nonlinear`).  With a
     ``preferred`` blur scale, its best candidate is kept unless another scale's is clearly
@@ -104,7 +105,7 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames,
     tried, winners = [], []
     for i in sorted(range(len(smoothings)), key=lambda i: smoothings[i] != preferred):
         s = smoothings[i]
-        if winners and halt is not None and halt():
+        if winners and halt():
             break
         m, res = _ladder(counts, lambda m, i=i: [np.arange(i * k_max, i * k_max + m)],
                          (z_fit, dz_fit, z_ev, dz_ev), units,
@@ -117,7 +118,7 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames,
     incumbent = next((w for w in winners if w["smoothing"] == preferred), None)
     if incumbent is not None:
         best = _incumbent(best, incumbent, units)
-    if best is not None and polynomial and not (halt is not None and halt()):
+    if best is not None and polynomial and not halt():
         best = with_polynomial(best, (z_fit, dz_fit, z_ev, dz_ev), units, even, odd,
                                model.n_even, most, tried, NEWTON_VALUES)
     if best is not None:
@@ -144,7 +145,7 @@ def _incumbent(best: dict, incumbent: dict, units: np.ndarray) -> dict:
 @torch.no_grad()
 def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eval_units: list,
                norm, device, seed: int, preferred_smoothing: float | None = None,
-               halt=None) -> dict:
+               halt=never) -> dict:
     """Choose the global patterns and fit the linear branch; the model is updated in place.
 
     Parameters
@@ -163,7 +164,7 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     preferred_smoothing : float, optional
         The blur the window-length scan chose (pixels): kept unless another of the
         :data:`SMOOTHINGS` fits clearly better on the held-out windows (:func:`_incumbent`).
-    halt : callable, optional
+    halt : callable
         Polled between candidates: once true (a user's Stop, the time budget), the best
         candidate so far is kept and no further one is tried (``"cut_short"`` is then
         true in the result).
@@ -203,7 +204,7 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     skipped = []
 
     def poll():  # polled only where a true answer skips a candidate
-        if halt is not None and halt():
+        if halt():
             skipped.append(True)
             return True
         return False

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .candidates import never
 from .data import MovieSet, Normalisation
 from .model import EPNet, linear_branch_features
 from .stats import Split, bootstrap_rate_ci, flat_windows
@@ -157,7 +158,7 @@ def _blocks(range_of: np.ndarray, n_ranges: int) -> np.ndarray:
 
 
 def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns: int,
-               k: int, halt=None):
+               k: int, halt=never):
     """Patterns chosen for windows of k frames (whole-frame family): (patterns, mean, blur),
     or None when no fit is significant; ``halt`` as for the warm start's whole-frame
     family (a user's Stop)."""
@@ -222,7 +223,7 @@ def scan_window_lengths(data: MovieSet, split: Split, norm: Normalisation, *,
         if k_ref > int(np.min(data.lengths)):
             break
         ref = _reference(data, split, norm, device, seed, n_patterns, k_ref,
-                         halt=None if stop is None else stop.is_set)
+                         halt=never if stop is None else stop.is_set)
         if ref is not None or (max_seconds is not None
                                and time.perf_counter() - t0 > max_seconds) \
                 or (stop is not None and stop.is_set()):
