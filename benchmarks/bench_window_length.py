@@ -83,6 +83,7 @@ def run_case(name: str, *, threads: int = 1, options: dict | None = None) -> dic
         "simulate_seconds": t_sim, "iterations": fit.iterations,
         "best_iteration": fit.best_iteration, "stop_reason": fit.stop_reason,
         "threads": threads, "options": options or {}, "model_stage": fit.model_stage,
+        "ci_info": fit.ci_info,
         "commit": _commit(),
     }
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Split", "split_units", "flat_windows", "integrated_autocorrelation_time",
-           "bootstrap_rate_ci", "per_transition", "training_units", "widen_interval"]
+           "bootstrap_rate_ci", "thermodynamic_interval", "per_transition", "training_units",
+           "widen_interval"]
 
 #: With at least this many movies, whole movies are held out; else time blocks.
 MIN_MOVIES_FOR_MOVIE_SPLIT = 4
@@ -144,8 +145,9 @@ def integrated_autocorrelation_time(series: list[np.ndarray], max_lag: int = 100
 
 
 def bootstrap_rate_ci(units: list[np.ndarray], scale: float, *, rng: np.random.Generator,
-                      n_boot: int = 2000, level: float = 0.95,
-                      min_units: int = 20) -> tuple[float, tuple[float, float], dict]:
+                      n_boot: int = 2000, level: float = 0.95, min_units: int = 20,
+                      window_seconds: float | None = None
+                      ) -> tuple[float, tuple[float, float], dict]:
     """Rate and 95% interval from independent units.
 
     Parameters
@@ -163,6 +165,10 @@ def bootstrap_rate_ci(units: list[np.ndarray], scale: float, *, rng: np.random.G
         percentiles are too narrow, and cutting the units into short blocks would
         treat slow fluctuations of the EP rate within a movie as independent.  Fewer
         than :data:`MIN_T_UNITS` units are each cut into equal contiguous blocks first.
+    window_seconds : float, optional
+        Seconds between the starts of consecutive windows (``stride · dt``).  When given,
+        the interval is never narrower than the thermodynamic minimum
+        (:func:`thermodynamic_interval`) over the units' total duration.
 
     Returns
     -------
@@ -172,6 +178,7 @@ def bootstrap_rate_ci(units: list[np.ndarray], scale: float, *, rng: np.random.G
         ``n_units``, ``method`` ("bootstrap" or "student-t"), ``block_length`` (windows,
         when units were cut) and ``tau_int`` (windows).
     """
+    from scipy.stats import norm
     from scipy.stats import t as student_t
 
     units = [np.asarray(u, dtype=np.float64) for u in units if len(u)]
@@ -201,7 +208,54 @@ def bootstrap_rate_ci(units: list[np.ndarray], scale: float, *, rng: np.random.G
         lo, hi = rate - half, rate + half
         method = "student-t"
     info = {"n_units": n, "method": method, "block_length": block, "tau_int": float(tau)}
+    if window_seconds is not None:
+        seconds = float(counts.sum()) * float(window_seconds)
+        # The same quantile as the data's interval: the floor replaces its standard error.
+        quantile = (float(student_t.ppf(1 - alpha, n - 1)) if method == "student-t" and n > 1
+                    else float(norm.ppf(1 - alpha)))
+        floor_lo, floor_hi = thermodynamic_interval(rate, seconds, quantile)
+        info["floor_seconds"] = seconds
+        info["floor_widened"] = bool(floor_lo < lo or floor_hi > hi)
+        lo, hi = min(lo, floor_lo), max(hi, floor_hi)
     return float(rate), (float(lo), float(hi)), info
+
+
+def thermodynamic_interval(rate: float, seconds: float, quantile: float) -> tuple[float, float]:
+    """The rates r whose thermodynamic scatter alone covers ``rate``.
+
+    The entropy produced in a steady state over T seconds fluctuates at least as much as
+    the thermodynamic uncertainty relation allows: its variance is at least twice its mean
+    (``var Σ_T ≥ 2 ⟨Σ_T⟩``, k_B², Barato & Seifert, PRL 114, 158101, 2015; for finite T,
+    Horowitz & Gingrich, PRE 96, 020103, 2017).  A rate measured over T seconds therefore
+    has a standard error of at least ``sqrt(2 r / T)`` if the true rate is r, whatever the
+    spread of a handful of held-out units suggests.  The set
+    ``{r : |rate − r| ≤ quantile · sqrt(2 max(r, 0) / T)}`` is returned as its hull (a
+    score interval, as Wilson's for a proportion): it reaches further above a low
+    estimate than below it.
+
+    Parameters
+    ----------
+    rate : float
+        Measured rate, k_B/s.
+    seconds : float
+        Duration the rate was measured over, s.
+    quantile : float
+        Quantile of the interval's level (1.96 for 95% with many units).
+
+    Returns
+    -------
+    (lo, hi) : tuple of float
+        k_B/s; ``(rate, rate)`` when no positive rate is that close to ``rate``.
+    """
+    if not (np.isfinite(rate) and seconds > 0):
+        return float(rate), float(rate)
+    a = quantile * np.sqrt(2.0 / seconds)
+    disc = a * a + 4.0 * rate
+    if disc < 0:
+        return float(rate), float(rate)
+    hi = ((a + np.sqrt(disc)) / 2.0) ** 2
+    lo = ((np.sqrt(disc) - a) / 2.0) ** 2 if rate > 0 else float(rate)
+    return float(min(lo, rate)), float(max(hi, rate))
 
 
 def per_transition(window_ep: np.ndarray, k: int) -> np.ndarray:

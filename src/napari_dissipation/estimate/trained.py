@@ -167,7 +167,9 @@ class TrainedModel:
 
         blocks = np.array_split(eps, max(1, min(n_blocks or N_TIME_BLOCKS, len(eps))))
         rate, ci, _ = bootstrap_rate_ci(blocks, self.rate_scale(dt),
-                                        rng=np.random.default_rng(seed))
+                                        rng=np.random.default_rng(seed),
+                                        window_seconds=self.rate_scale(dt)
+                                        / (self.frames_per_input - 1))
         return rate, ci
 
     def iter_window_maps(self, movie, *, name: str = "movie",

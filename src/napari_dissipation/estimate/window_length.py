@@ -313,7 +313,7 @@ def _one_length(coords: dict, k: int, n_max: int, n_needed: int, window_seconds:
                                           dz_test[:, :, :m].flatten(1)).double()
                    @ best["theta"]).numpy()
     test_units = [test_ep[test_range == r] for r in range(len(coords["test"]))]
-    rate, ci, _ = bootstrap_rate_ci(test_units, scale, rng=rng)
+    rate, ci, _ = bootstrap_rate_ci(test_units, scale, rng=rng, window_seconds=window_seconds)
     per_unit = np.array([val_ep[units == u].mean() for u in np.unique(units)]) / scale
     # The held-out objective + 1 bounds the EP of the windows from below, as the mean of
     # ΔS does not: where the mean rises with k and the bound does not, the rise is the
