@@ -430,6 +430,31 @@ def test_pattern_count_gain_is_measured_between_units():
     assert _in_se(lumpy - old, units) < 2
 
 
+def test_a_fit_worse_than_zero_cannot_win_on_its_mean():
+    """A candidate whose held-out objective is below ΔS ≡ 0's (−1) does not generalise:
+    a higher held-out mean does not make it replace a fit that does."""
+    from napari_dissipation.estimate.candidates import _preferred
+    from napari_dissipation.estimate.objective import neep_objective
+
+    rng = np.random.default_rng(3)
+    units = np.repeat(np.arange(10), 2000)
+    sd = 0.2
+    old_ep = torch.as_tensor(rng.normal(sd ** 2 / 2, sd, len(units)))
+    # The same EP plus noise of its parameters: its mean is higher, its objective lower.
+    new_ep = 1.3 * old_ep + torch.as_tensor(rng.normal(0.01, 1.2, len(units)))
+
+    def fit(ep):
+        return {"ep": ep, "val_mean_ep": float(ep.mean()), "significant": True,
+                "val_objective": float(neep_objective(ep))}
+
+    old, new = fit(old_ep), fit(new_ep)
+    assert old["val_objective"] > -1 > new["val_objective"]
+    assert new["val_mean_ep"] > 1.05 * old["val_mean_ep"]
+    assert not _preferred(new, old, units)
+    new["val_objective"] = -0.99  # the same gain from a fit that generalises
+    assert _preferred(new, old, units)
+
+
 def test_few_units_get_a_student_t_interval_that_covers():
     """Five units whose own rates scatter (a slow fluctuation within each movie): the
     interval must cover the true mean about 95% of the time, not treat blocks of one

@@ -208,7 +208,10 @@ def _preferred(new: dict | None, old: dict | None, units: np.ndarray) -> bool:
     ``exp(−ΔS)`` penalises while the mean of ΔS, the rate, stays unbiased, so the
     objective's choice leaves the rate biased low by the patterns left out.  The mean
     alone keeps adding patterns for gains of a few per cent that cost the single
-    transitions' accuracy.  The measurements behind both are in docs/estimator.md.
+    transitions' accuracy.  The measurements behind both are in docs/estimator.md.  A fit
+    whose held-out objective is no better than ΔS ≡ 0's (−1) does not generalise, and its
+    higher mean is the noise of its parameters, not EP (the window-length scan's rule,
+    :mod:`.window_length`): it cannot win on the mean.
     """
     if new is None or not new["significant"]:
         return False
@@ -217,7 +220,8 @@ def _preferred(new: dict | None, old: dict | None, units: np.ndarray) -> bool:
     gain = _contributions(new["ep"]) - _contributions(old["ep"])
     if float(gain.mean()) > 0 and _in_se(gain, units) > OBJECTIVE_SE:
         return True
-    return (new["val_mean_ep"] > (1 + RATE_GAIN) * old["val_mean_ep"]
+    return (new["val_objective"] > -1.0
+            and new["val_mean_ep"] > (1 + RATE_GAIN) * old["val_mean_ep"]
             and _in_se(new["ep"] - old["ep"], units) > GAIN_SE)
 
 
