@@ -173,6 +173,11 @@ class EPNet(nn.Module):
         whole-frame patterns in the others.
     """
 
+    @property
+    def whole_frame_slots(self) -> int:
+        """Pattern slots for whole-frame patterns: the K slots less the local ones."""
+        return self.n_patterns - self.local_slots
+
     def __init__(self, *, frames_per_input: int, frame_shape: tuple[int, int],
                  channels: int = 8, max_pools: int = 2, n_patterns: int = 16, hidden: int = 64,
                  local_slots: int = 0):

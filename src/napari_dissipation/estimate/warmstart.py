@@ -87,7 +87,7 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames,
     better (:func:`_incumbent`).  When ``halt()`` turns true, no further candidate is
     tried once one is significant (the preferred scale is tried first)."""
     # The slots beyond the configured count are for local patterns (``tiles``).
-    k_max = model.n_patterns - model.local_slots
+    k_max = model.whole_frame_slots
     patterns = [principal_patterns(frames, k_max, s)[0] for s in smoothings]
     stack = torch.as_tensor(np.concatenate(patterns), dtype=torch.float32, device=device)
     z_fit, dz_fit = _coordinates(model, data, *fit, norm, device, _whole_frame(stack),
@@ -221,7 +221,7 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
         # read-out of 12,000 parameters on 256 x 256 frames, whose noise (the interval)
         # then took a minute to compute.
         start = np.zeros(model.patterns.shape)
-        k_max = model.n_patterns - model.local_slots
+        k_max = model.whole_frame_slots
         start[:k_max] = principal_patterns(frames, k_max, SMOOTHINGS[0])[0]
         model.set_patterns(start, mean)
         return {"family": "none", "smoothing": SMOOTHINGS[0], "n_patterns": 0, "tiles": [],
