@@ -53,7 +53,8 @@ def run(dt: float, max_seconds: float, threads: int) -> dict:
     model = est.model_
     windows = [np.asarray(model.window_ep(m)) for m in test]
     rate, ci, info = bootstrap_rate_ci(windows, model.rate_scale(dt),
-                                       rng=np.random.default_rng(0))
+                                       rng=np.random.default_rng(0),
+                                       window_seconds=model.stride * dt)
     same = float(np.mean(sim.truth.step_ep[N_TRAIN:]) / dt)
     density = np.mean([model.ep_rate_density(m, dt=dt) for m in test], axis=0)
     truth = sim.truth
