@@ -15,7 +15,8 @@ family: overlapping square tiles, each with its own principal patterns.
    area), as many as the network's local pattern slots (:func:`local_pattern_slots`) and
    the training windows (WINDOWS_PER_PARAM) allow.
 3. Centring: each kept tile moves to the peak of its held-out EP over nearby positions.
-4. One pattern count for all kept tiles, chosen on held-out windows, with the tiles fitted
+4. One pattern count for all kept tiles (as many as :data:`KEPT_TILE_WINDOWS_PER_PARAM`
+   allows), chosen on held-out windows, with the tiles fitted
    one after the other, each on what the ones before it leave (:func:`_boosted_fit`): the
    read-out is block-diagonal (patterns coupled only within a tile), and its cost grows
    with the number of tiles, not with its square as one joint Newton fit's does.
@@ -83,6 +84,13 @@ MAX_TILE_PARAMS = 2200
 #: on; 96 slots of 512 x 512 px hold 100 MB).
 TILE_SLOTS_PER_TILE = 8
 MAX_LOCAL_SLOTS = 96
+#: Training windows per parameter the kept tiles' pattern count needs at least (the scan,
+#: the selection and the number of tiles keep WINDOWS_PER_PARAM).  Fewer than for the
+#: whole-frame family: a fit whose held-out objective is worse than ΔS ≡ 0's cannot win on
+#: its mean (``candidates._preferred``), which is the inflation the cap guards against.
+#: On the filament network (two 24 px tiles, 36,000 training windows) 30 stopped the
+#: tiles at 20 patterns while the held-out EP still rose (docs/benchmarks.md, issue 15).
+KEPT_TILE_WINDOWS_PER_PARAM = 20
 #: Most windows x parameters of one centring fit (Newton's steps cost N P²).
 TILE_CENTRE_VALUES = 5_000_000
 #: Standard errors by which a tile must improve the held-out objective to be kept.
@@ -246,6 +254,7 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
     tiles = tile_grid(data.frame_shape)
     slots = model.n_patterns if slots is None else slots
     most = min(MAX_TILE_PARAMS, len(fit[1]) // WINDOWS_PER_PARAM)
+    most_kept = min(MAX_TILE_PARAMS, len(fit[1]) // KEPT_TILE_WINDOWS_PER_PARAM)
     # Scan and centring with no more patterns per tile than TILE_SCAN_SET tiles' joint fit
     # can afford: with little data, fits of many patterns per tile are mostly noise (one
     # 2000-frame movie: 2 patterns find a driven particle that 5 miss).
@@ -301,7 +310,7 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
     # One pattern count for all kept tiles, chosen on held-out windows.
     n_t = len(kept)
     counts = [m for m in TILE_PATTERN_COUNTS
-              if m * n_t <= slots and n_t * _n_params(model, m) <= most]
+              if m * n_t <= slots and n_t * _n_params(model, m) <= most_kept]
     if not counts:
         return None, tried
     m_top = max(counts)
