@@ -176,7 +176,8 @@ def bootstrap_rate_ci(units: list[np.ndarray], scale: float, *, rng: np.random.G
     (lo, hi) : tuple of float
     info : dict
         ``n_units``, ``method`` ("bootstrap" or "student-t"), ``block_length`` (windows,
-        when units were cut) and ``tau_int`` (windows).
+        when units were cut) and ``tau_int`` (windows); with ``window_seconds`` also
+        ``floor_seconds`` (the units' total duration, s) and ``floor_widened``.
     """
     from scipy.stats import norm
     from scipy.stats import t as student_t
