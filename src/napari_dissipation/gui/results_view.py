@@ -9,6 +9,8 @@ the dock widget on the right is already a long column of controls.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_info
@@ -91,7 +93,11 @@ class ResultView:
         nothing is warmed and the first colour bar only draws more slowly.
         """
         try:
-            info = self.viewer.window._qt_viewer.canvas.font_info()
+            with warnings.catch_warnings():
+                # napari warns on any private access from a dock widget; this one is
+                # optional (see above), so the user's console stays clean.
+                warnings.simplefilter("ignore", FutureWarning)
+                info = self.viewer.window._qt_viewer.canvas.font_info()
             font = info.font_manager.get_font(info.face)
             missing = [c for c in TICK_GLYPHS if c not in font._glyphs]
         except Exception:  # noqa: BLE001 (an optimisation: never an error for the user)
