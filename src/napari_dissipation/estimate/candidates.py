@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .model import EPNet, linear_branch_features
-from .objective import neep_objective, safe_exp_neg
+from .objective import ZERO_EP_OBJECTIVE, neep_objective, safe_exp_neg
 from .readout import maximise_neep
 from .temporal import n_readout_params
 from .windows import batch_tensor
@@ -220,7 +220,7 @@ def _preferred(new: dict | None, old: dict | None, units: np.ndarray) -> bool:
     gain = _contributions(new["ep"]) - _contributions(old["ep"])
     if float(gain.mean()) > 0 and _in_se(gain, units) > OBJECTIVE_SE:
         return True
-    return (new["val_objective"] > -1.0
+    return (new["val_objective"] > ZERO_EP_OBJECTIVE
             and new["val_mean_ep"] > (1 + RATE_GAIN) * old["val_mean_ep"]
             and _in_se(new["ep"] - old["ep"], units) > GAIN_SE)
 

@@ -191,7 +191,7 @@ class EPEstimator:
         rate, ci, info = bootstrap_rate_ci([eps[m][s] for m, s in test],
                                            self._rate_scale(dt, k),
                                            rng=np.random.default_rng(cfg.seed + 1),
-                                           window_seconds=self._rate_scale(dt, 2))
+                                           window_seconds=cfg.stride * dt)
         # The bootstrap covers the sampling of the test windows; the read-out's training
         # noise is independent of it and is added to the interval.
         info["held_out_ci"] = list(ci)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["neep_objective", "safe_exp_neg"]
+__all__ = ["ZERO_EP_OBJECTIVE", "neep_objective", "safe_exp_neg"]
 
+#: The objective of ΔS ≡ 0 (0 − e⁰): a fit whose held-out objective is not above it does
+#: worse on held-out windows than claiming no entropy production at all.
+ZERO_EP_OBJECTIVE = -1.0
 #: Beyond ``-EXP_CUTOFF`` the exponential is continued linearly (value and slope match).
 EXP_CUTOFF = 30.0
 

@@ -47,7 +47,7 @@ from .candidates import (
     never,
 )
 from .model import principal_patterns
-from .objective import neep_objective, safe_exp_neg
+from .objective import ZERO_EP_OBJECTIVE, neep_objective, safe_exp_neg
 
 __all__ = ["tile_grid", "local_pattern_slots", "TILE_MIN_FRAME"]
 
@@ -200,7 +200,7 @@ def _scan_tiles(tiles, coords, units, m0: int) -> tuple[list, list]:
     scores = []
     for i in range(len(tiles)):
         res = _fit(z_fit, dz_fit, z_ev, dz_ev, [np.arange(i * m0, (i + 1) * m0)])
-        if res["val_objective"] > -1.0:
+        if res["val_objective"] > ZERO_EP_OBJECTIVE:
             scores.append((bool(res["significant"]), res["val_objective"], i))
     scores.sort(reverse=True)
     tried = [{"family": "tiles-scan", "n_tiles": len(tiles), "patterns": m0,

@@ -47,6 +47,7 @@ from .candidates import (
 from .candidates import _in_se as _in_se  # re-exported: window_length.py imports it here
 from .model import EPNet, principal_patterns
 from .nonlinear import set_polynomial, with_polynomial
+from .objective import ZERO_EP_OBJECTIVE
 from .stats import flat_windows
 from .temporal import expand_theta, project, temporal_basis
 from .tiles import TILE_FIT_PIXELS, TILE_FIT_WINDOWS, TILE_SCAN_WINDOWS, _tile_family, tile_grid
@@ -225,7 +226,7 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
         start[:k_max] = principal_patterns(frames, k_max, SMOOTHINGS[0])[0]
         model.set_patterns(start, mean)
         return {"family": "none", "smoothing": SMOOTHINGS[0], "n_patterns": 0, "tiles": [],
-                "val_objective": -1.0, "val_mean_ep": 0.0, "cut_short": cut_short,
+                "val_objective": ZERO_EP_OBJECTIVE, "val_mean_ep": 0.0, "cut_short": cut_short,
                 "tried": tried + tried_local}
 
     n = best["n_patterns"]

@@ -32,6 +32,7 @@ import torch
 from .candidates import never
 from .data import MovieSet, Normalisation
 from .model import EPNet, linear_branch_features
+from .objective import ZERO_EP_OBJECTIVE
 from .stats import Split, bootstrap_rate_ci, flat_windows
 from .temporal import n_readout_params, project, temporal_basis
 from .warmstart import (
@@ -318,9 +319,9 @@ def _one_length(coords: dict, k: int, n_max: int, n_needed: int, window_seconds:
     # The held-out objective + 1 bounds the EP of the windows from below, as the mean of
     # ΔS does not: where the mean rises with k and the bound does not, the rise is the
     # fit's, not the EP's (docs/benchmarks.md, issue 14).  ΔS ≡ 0 has objective −1.
-    objective = -1.0 if best is None else best["val_objective"]
+    objective = ZERO_EP_OBJECTIVE if best is None else best["val_objective"]
     entry = {"k": k, "rate": rate, "ci": list(ci), "validation_rate": float(per_unit.mean()),
-             "validation_bound": (objective + 1) / scale, "n_patterns": int(m or 0)}
+             "validation_bound": (objective - ZERO_EP_OBJECTIVE) / scale, "n_patterns": int(m or 0)}
     return entry, per_unit
 
 
