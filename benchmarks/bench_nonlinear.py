@@ -52,6 +52,10 @@ CASES = {
                             train=dict(n_movies=32, n_frames=4000),
                             test=dict(n_movies=4, n_frames=2000),
                             physics=dict(n_beads=2, t_cold=1.0, t_hot=10.0, k=1.0, k4=1.0)),
+    "anharmonic-1ms": dict(simulator="anharmonic_chain", dt=0.001,
+                           train=dict(n_movies=128, n_frames=10000),
+                           test=dict(n_movies=4, n_frames=10000),
+                           physics=dict(n_beads=2, t_cold=1.0, t_hot=10.0, k=1.0, k4=1.0)),
     "field": dict(simulator="particle_field", train=dict(n_movies=32, n_frames=2000),
                   test=dict(n_movies=4, n_frames=2000), physics=dict(cell=24)),
 }

@@ -21,7 +21,6 @@ from napari_dissipation.estimate.readout import maximise_neep, readout_sd
 from napari_dissipation.estimate.stats import (
     bootstrap_rate_ci,
     integrated_autocorrelation_time,
-    per_transition,
     split_units,
     training_units,
     widen_interval,
@@ -114,14 +113,6 @@ def test_autocorrelation_time_of_ar1():
         x[t] = phi * x[t - 1] + rng.normal()
     tau = integrated_autocorrelation_time([x])
     assert tau == pytest.approx((1 + phi) / (1 - phi), rel=0.25)
-
-
-def test_per_transition_spreads_windows():
-    window = np.array([2.0, 4.0, 6.0])  # k = 3: each window spans 2 transitions
-    out = per_transition(window, 3)
-    assert out.shape == (4,)
-    np.testing.assert_allclose(out, [1.0, 1.5, 2.5, 3.0])
-    np.testing.assert_array_equal(per_transition(window, 2), window)
 
 
 def test_blurred_patterns_are_linear_in_a_spot_position():

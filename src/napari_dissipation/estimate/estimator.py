@@ -24,7 +24,7 @@ from .stats import bootstrap_rate_ci, per_transition, split_units, widen_interva
 from .train import Progress, train
 from .trained import TrainedModel, build_network, check_dt, resolve_device
 from .window_length import WindowScan, scan_window_lengths
-from .windows import window_ep
+from .windows import transition_ep, window_ep
 
 __all__ = ["EPEstimator", "FitResult"]
 
@@ -202,7 +202,7 @@ class EPEstimator:
             n_transitions=int(np.sum(data.lengths - 1)),
             n_held_out=int(sum(len(s) for _, s in test)), held_out_by=split.by,
             held_out=[(int(m), int(s[0]), int(s[-1]) + k - 1) for m, s in test],
-            stochastic_ep=[per_transition(e, k) for e in eps],
+            stochastic_ep=_stochastic_ep(network, data, norm, device, ctx, eps),
             history=outcome.history, seconds=time.perf_counter() - t_start,
             iterations=outcome.iterations, best_iteration=outcome.best_iteration,
             stop_reason=outcome.stop_reason, ci_info=info, config=self.config_dict(),
@@ -296,15 +296,29 @@ class EPEstimator:
         return self.model_.save(path)
 
 
-def _all_window_ep(network, data: MovieSet, norm, device, ctx) -> list[np.ndarray]:
-    """ΔS of every window of every movie; under torchrun each rank computes a share."""
+def _stochastic_ep(network, data: MovieSet, norm, device, ctx,
+                   eps: list[np.ndarray]) -> list[np.ndarray]:
+    """EP of every transition of every movie (:func:`~.stats.per_transition`); ``eps`` is
+    the windows' ΔS, which is all it takes for two-frame windows."""
+    if data.k == 2:
+        return list(eps)
+    return [per_transition(shares) for shares in _all_window_ep(network, data, norm, device,
+                                                                 ctx, split=True)]
+
+
+def _all_window_ep(network, data: MovieSet, norm, device, ctx, *,
+                   split: bool = False) -> list[np.ndarray]:
+    """ΔS of every window of every movie, (n,) each, or with ``split`` its shares of the
+    window's transitions, (n, k − 1); under torchrun each rank computes a part."""
+    of = transition_ep if split else window_ep
     if not ctx.active:
-        return [window_ep(network, data, m, np.arange(n), norm, device)
+        return [of(network, data, m, np.arange(n), norm, device)
                 for m, n in enumerate(data.n_windows)]
     eps = []
     for m, n in enumerate(data.n_windows):
-        part, mine = np.zeros(n), ctx.part(n)
-        part[mine] = window_ep(network, data, m, np.arange(n)[mine], norm, device)
+        mine = ctx.part(n)
+        part = np.zeros((n, data.k - 1) if split else n)
+        part[mine] = of(network, data, m, np.arange(n)[mine], norm, device)
         eps.append(ctx.sum_parts(part, device))
     return eps
 

@@ -366,6 +366,34 @@ class EPNet(nn.Module):
         phi, odd = self.force(x)
         return (phi * odd).sum(dim=1)
 
+    def transition_contributions(self, x: torch.Tensor, *, pixels: bool = False) -> torch.Tensor:
+        """Share of ΔS_θ carried by each of the window's k − 1 transitions, k_B.
+
+        Odd channel j is the sum of the frame differences ``d_t = f_{t+1} − f_t`` for
+        ``j ≤ t ≤ k − 2 − j``, and ΔS_θ is linear in the odd channels, so transition t
+        carries ``Σ_j Φ_j · d_t`` over the channels whose span holds it: each transition's
+        own displacement times the force, where spreading ΔS evenly over the transitions
+        would blur a window's EP over all of them.  The shares add up to ``forward(x)``
+        (to rounding), as the pixels' do.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, k, H, W)
+        pixels : bool
+            Also split each share over pixels.
+
+        Returns
+        -------
+        Tensor, shape (B, k − 1), or (B, k − 1, H, W) with ``pixels``
+        """
+        phi, _ = self.force(x)
+        k = self.frames_per_input
+        j = torch.arange(self.n_odd, device=x.device)[:, None]
+        t = torch.arange(k - 1, device=x.device)[None, :]
+        spans = ((t >= j) & (t <= k - 2 - j)).to(phi.dtype)  # (n_odd, k − 1)
+        shares = torch.einsum("jt,bjhw->bthw", spans, phi) * (x[:, 1:] - x[:, :-1])
+        return shares if pixels else shares.sum(dim=(2, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ΔS_θ of each input (B, k, H, W), shape (B,), k_B; exactly antisymmetric in time.
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Split", "split_units", "flat_windows", "integrated_autocorrelation_time",
-           "bootstrap_rate_ci", "thermodynamic_interval", "per_transition", "training_units",
+           "bootstrap_rate_ci", "thermodynamic_interval", "per_transition",
+           "add_transition_shares", "training_units",
            "widen_interval"]
 
 #: With at least this many movies, whole movies are held out; else time blocks.
@@ -259,35 +260,44 @@ def thermodynamic_interval(rate: float, seconds: float, quantile: float) -> tupl
     return float(min(lo, rate)), float(max(hi, rate))
 
 
-def per_transition(window_ep: np.ndarray, k: int) -> np.ndarray:
-    """Spread the EP of windows of k frames over the transitions they span.
+def per_transition(shares: np.ndarray) -> np.ndarray:
+    """The EP of each transition from the shares of the windows that contain it.
 
     Parameters
     ----------
-    window_ep : ndarray, shape (T − k + 1, ...)
-        ΔS of each window (k − 1 transitions), k_B, or per-window maps (T − k + 1, H, W).
-        Floating input keeps its dtype; anything else becomes float64.
-    k : int
+    shares : ndarray, shape (T − k + 1, k − 1, ...)
+        Share of each window's ΔS carried by each of its k − 1 transitions, k_B
+        (:meth:`~.model.EPNet.transition_contributions`), or per-pixel shares
+        (T − k + 1, k − 1, H, W).  Floating input keeps its dtype; anything else becomes
+        float64.
 
     Returns
     -------
     ndarray, shape (T − 1, ...)
-        For each transition, the mean of ``ΔS / (k − 1)`` over the windows that contain
-        it.  For k = 2 this is ``window_ep`` itself.
+        For each transition, the mean of its share over the windows that contain it
+        (k − 1 of them, fewer at the ends).  For k = 2 this is ``shares[:, 0]``.
     """
-    window_ep = np.asarray(window_ep)
-    if not np.issubdtype(window_ep.dtype, np.floating):
-        window_ep = window_ep.astype(np.float64)
-    if k == 2:
-        return window_ep
-    n = len(window_ep)
-    total = np.zeros((n + k - 2,) + window_ep.shape[1:], dtype=window_ep.dtype)
-    count = np.zeros(n + k - 2, dtype=window_ep.dtype)
-    share = window_ep / (k - 1)
-    for j in range(k - 1):
-        total[j: j + n] += share
-        count[j: j + n] += 1
-    return total / count.reshape((-1,) + (1,) * (window_ep.ndim - 1))
+    shares = np.asarray(shares)
+    if not np.issubdtype(shares.dtype, np.floating):
+        shares = shares.astype(np.float64)
+    n, spans = shares.shape[:2]
+    if spans == 1:
+        return shares[:, 0]
+    total = np.zeros((n + spans - 1,) + shares.shape[2:], dtype=shares.dtype)
+    count = np.zeros(n + spans - 1, dtype=shares.dtype)
+    add_transition_shares(total, count, 0, shares)
+    return total / count.reshape((-1,) + (1,) * (shares.ndim - 2))
+
+
+def add_transition_shares(total: np.ndarray, count: np.ndarray, start: int,
+                          shares: np.ndarray) -> None:
+    """Add the shares (n, k − 1, ...) of windows ``start ... start + n − 1`` to running
+    sums over transitions: ``total`` (T − 1, ...) and the windows counted, ``count``
+    (T − 1,).  :func:`per_transition` is ``total / count`` once every window is in."""
+    n = len(shares)
+    for t in range(shares.shape[1]):
+        total[start + t: start + t + n] += shares[:, t]
+        count[start + t: start + t + n] += 1
 
 
 def training_units(windows: list[tuple[int, np.ndarray]], min_units: int = 20) -> np.ndarray:

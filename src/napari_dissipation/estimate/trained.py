@@ -126,13 +126,25 @@ class TrainedModel:
         return window_ep(self.network, data, 0, np.arange(data.n_windows[0]), self.norm,
                          self.device)
 
+    def transition_ep(self, movie, *, name: str = "movie") -> np.ndarray:
+        """ΔS_θ of every window of a (T, H, W) movie split over its k − 1 transitions,
+        (T − k + 1, k − 1), k_B (:meth:`~.model.EPNet.transition_contributions`); each row
+        sums to that window's :meth:`window_ep` (to rounding)."""
+        if self.frames_per_input == 2:
+            return self.window_ep(movie, name=name)[:, None]
+        from .windows import transition_ep
+
+        data = self._windows_of(movie, name)
+        return transition_ep(self.network, data, 0, np.arange(data.n_windows[0]), self.norm,
+                             self.device)
+
     def stochastic_ep(self, movie, *, name: str = "movie") -> np.ndarray:
         """Stochastic EP of each transition t -> t+1 of a (T, H, W) movie, (T − 1,), k_B.
 
-        With k > 2 frames per input, each transition gets the mean share ``ΔS / (k − 1)``
-        of the windows that contain it.
+        With k > 2 frames per input, each transition gets the mean of its share
+        (:meth:`transition_ep`) over the windows that contain it.
         """
-        return per_transition(self.window_ep(movie, name=name), self.frames_per_input)
+        return per_transition(self.transition_ep(movie, name=name))
 
     def ep_rate(self, movie, *, dt: float | None = None, name: str = "movie") -> float:
         """Mean EP rate of one movie over all its windows, k_B/s (no interval: the
@@ -172,12 +184,14 @@ class TrainedModel:
                                         / (self.frames_per_input - 1))
         return rate, ci
 
-    def iter_window_maps(self, movie, *, name: str = "movie",
-                         batch: int = 512) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_window_maps(self, movie, *, name: str = "movie", batch: int = 512,
+                         transitions: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (start, maps) for consecutive batches of windows of one movie.
 
         ``maps`` has shape (n, H, W) on the movie's pixel grid: the share of each pixel in
-        ΔS_θ of the windows ``start ... start + n − 1``, k_B.
+        ΔS_θ of the windows ``start ... start + n − 1``, k_B.  With ``transitions`` it has
+        shape (n, k − 1, H, W): each pixel's share split over the window's transitions
+        (:meth:`~.model.EPNet.transition_contributions`), in batches k − 1 times smaller.
         """
         import torch
 
@@ -185,6 +199,8 @@ class TrainedModel:
 
         data = self._windows_of(movie, name)
         n_windows = int(data.n_windows[0])
+        if transitions:
+            batch = max(1, batch // (self.frames_per_input - 1))
         for a in range(0, n_windows, batch):
             starts = np.arange(a, min(a + batch, n_windows))
             x = batch_tensor(data, np.zeros(len(starts), dtype=int), starts, self.norm,
@@ -193,7 +209,8 @@ class TrainedModel:
             # suspended (a stopped job) or closed from another thread would leave its
             # worker thread with gradients off for the next job.
             with torch.no_grad():
-                maps = self.network.pixel_contributions(x).cpu().numpy()
+                maps = (self.network.transition_contributions(x, pixels=True) if transitions
+                        else self.network.pixel_contributions(x)).cpu().numpy()
             yield a, _to_movie_grid(maps, self.bin, data.raw_frame_shape)
 
     def dissipation_map(self, movie, *, name: str = "movie") -> np.ndarray:
@@ -201,11 +218,11 @@ class TrainedModel:
 
         Map t belongs to the transition t -> t+1 and sums over pixels to
         ``stochastic_ep(movie)[t]`` (float tolerance).  With k > 2 frames per input a
-        transition gets the mean share ``map / (k − 1)`` of the windows that contain it.
+        transition gets the mean of its per-pixel share over the windows that contain it.
         """
-        chunks = [maps for _, maps in self.iter_window_maps(movie, name=name)]
-        window_maps = np.concatenate(chunks).astype(np.float32, copy=False)
-        return per_transition(window_maps, self.frames_per_input)
+        chunks = [maps for _, maps in self.iter_window_maps(movie, name=name,
+                                                            transitions=True)]
+        return per_transition(np.concatenate(chunks).astype(np.float32, copy=False))
 
     def ep_rate_density(self, movie, *, dt: float | None = None,
                         name: str = "movie") -> np.ndarray:

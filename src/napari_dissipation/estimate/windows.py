@@ -11,7 +11,8 @@ import torch
 from .data import MovieSet, Normalisation
 from .model import EPNet
 
-__all__ = ["batch_tensor", "infer_batch", "window_ep", "INFER_BATCH", "INFER_PIXELS"]
+__all__ = ["batch_tensor", "infer_batch", "window_ep", "transition_ep", "INFER_BATCH",
+           "INFER_PIXELS"]
 
 #: Most windows evaluated at once without gradients.
 INFER_BATCH = 2048
@@ -50,4 +51,19 @@ def window_ep(model: EPNet, data: MovieSet, m: int, starts: np.ndarray, norm: No
         s = starts[a: a + batch]
         x = batch_tensor(data, np.full(len(s), m), s, norm, device)
         out[a: a + len(s)] = model(x).double().cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def transition_ep(model: EPNet, data: MovieSet, m: int, starts: np.ndarray, norm: Normalisation,
+                  device, batch: int | None = None) -> np.ndarray:
+    """ΔS of the windows ``starts`` of movie ``m`` split over their transitions
+    (:meth:`~.model.EPNet.transition_contributions`), shape (len(starts), k − 1), k_B."""
+    model.eval()
+    batch = batch or infer_batch(data)
+    out = np.empty((len(starts), data.k - 1), dtype=np.float64)
+    for a in range(0, len(starts), batch):
+        s = starts[a: a + batch]
+        x = batch_tensor(data, np.full(len(s), m), s, norm, device)
+        out[a: a + len(s)] = model.transition_contributions(x).double().cpu().numpy()
     return out

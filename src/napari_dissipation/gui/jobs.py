@@ -198,11 +198,17 @@ def estimate(model, movie, *, dt: float, name: str) -> EstimateOutcome:
     """EP trace, rate and its interval (time blocks) of one (T, H, W) movie, no maps."""
     from ..estimate.stats import per_transition
 
-    # One pass of the network (and of the movie's correction) serves the trace and the rate.
-    windows = np.asarray(model.window_ep(movie, name=name))
+    # One pass of the network (and of the movie's correction) serves the trace and the rate:
+    # each window's shares of its transitions add up to its ΔS.
     k = int(model.frames_per_input)
+    if k == 2:
+        windows = np.asarray(model.window_ep(movie, name=name))
+        shares = windows[:, None]
+    else:
+        shares = np.asarray(model.transition_ep(movie, name=name))
+        windows = shares.sum(axis=1)
     rate, ci = model.rate_ci_of_windows(windows, dt=dt)
-    return EstimateOutcome(ep=per_transition(windows, k), ep_rate=float(rate),
+    return EstimateOutcome(ep=per_transition(shares), ep_rate=float(rate),
                            ep_rate_ci=tuple(float(c) for c in ci), frames_per_input=k)
 
 
@@ -213,26 +219,35 @@ def maps(model, movie, *, dt: float, name: str):
     be quit there, and the viewer gets the GIL back), and returns a :class:`MapsOutcome`.
     The contrast limits are computed here too, off the GUI thread.
     """
-    from ..estimate.stats import per_transition
+    from ..estimate.stats import add_transition_shares
     from .layers import symmetric_limits
 
     lower_thread_priority()
     try:
-        n_windows = max(int(np.shape(movie)[0]) - int(model.frames_per_input) + 1, 1)
+        spans = int(model.frames_per_input) - 1
+        n_windows = max(int(np.shape(movie)[0]) - spans, 1)
         keep = maps_fit(np.shape(movie))
-        total, n, chunks = None, 0, []
-        for start, chunk in model.iter_window_maps(movie, name=name):
-            s = chunk.sum(axis=0, dtype=np.float64)
+        # The per-transition stack needs each window's map split over its transitions
+        # (k − 1 maps a window): summed into the stack as they come, never all kept.
+        split = keep and spans > 1
+        total = stack = count = None
+        n = 0
+        for start, chunk in model.iter_window_maps(movie, name=name,
+                                                   **({"transitions": True} if split else {})):
+            s = chunk.sum(axis=(0, 1) if split else 0, dtype=np.float64)
             total = s if total is None else total + s
             n += len(chunk)
             if keep:
-                chunks.append(np.asarray(chunk, dtype=np.float32))
+                if stack is None:
+                    stack = np.zeros((n_windows + spans - 1,) + s.shape, dtype=np.float32)
+                    count = np.zeros(len(stack), dtype=np.float32)
+                add_transition_shares(stack, count, start,
+                                      chunk if split else chunk[:, None])
             yield min((start + len(chunk)) / n_windows, 1.0)
         density = (total / n / model.rate_scale(dt)).astype(np.float32)
         if not keep:
             return MapsOutcome(None, density, symmetric_limits(density), None)
-        stack = per_transition(np.concatenate(chunks), int(model.frames_per_input))
-        stack = np.asarray(stack, dtype=np.float32)
+        stack /= count[:, None, None]
         frame_limits = _frame_limits(stack)
         return MapsOutcome(stack, density, symmetric_limits(stack), frame_limits)
     except (InputError, JobError):
