@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from napari_dissipation.estimate.model import EPNet
-from napari_dissipation.estimate.stats import add_transition_shares, per_transition
+from napari_dissipation.estimate.stats import TransitionMean, per_transition
 
 
 def _random_net(k: int, shape=(12, 16), seed: int = 0) -> EPNet:
@@ -74,10 +74,12 @@ def test_per_transition_means_the_shares_of_the_windows_that_hold_it():
     out = per_transition(shares)
     np.testing.assert_allclose(out, [1.0, (2.0 + 3.0) / 2, (4.0 + 5.0) / 2, 6.0])
     np.testing.assert_array_equal(per_transition(shares[:, :1]), shares[:, 0])
-    # in pieces, as the maps are built batch by batch, it is the same
-    total, count = np.zeros(4), np.zeros(4)
-    add_transition_shares(total, count, 0, shares[:2])
-    add_transition_shares(total, count, 2, shares[2:])
-    np.testing.assert_allclose(total / count, out)
+    # in pieces, as the maps are built batch by batch, it is the same, whatever room the
+    # running sums were given at first
+    for capacity in (4, 1):
+        mean = TransitionMean(capacity)
+        mean.add(0, shares[:2])
+        mean.add(2, shares[2:])
+        np.testing.assert_allclose(mean.result(), out)
     maps = np.arange(3 * 2 * 2 * 3, dtype=np.float32).reshape(3, 2, 2, 3)
     assert per_transition(maps).shape == (4, 2, 3) and per_transition(maps).dtype == np.float32

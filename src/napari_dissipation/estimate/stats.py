@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["Split", "split_units", "flat_windows", "integrated_autocorrelation_time",
            "bootstrap_rate_ci", "thermodynamic_interval", "per_transition",
-           "add_transition_shares", "training_units",
+           "TransitionMean", "training_units",
            "widen_interval"]
 
 #: With at least this many movies, whole movies are held out; else time blocks.
@@ -278,26 +278,56 @@ def per_transition(shares: np.ndarray) -> np.ndarray:
         (k − 1 of them, fewer at the ends).  For k = 2 this is ``shares[:, 0]``.
     """
     shares = np.asarray(shares)
-    if not np.issubdtype(shares.dtype, np.floating):
-        shares = shares.astype(np.float64)
-    n, spans = shares.shape[:2]
-    if spans == 1:
-        return shares[:, 0]
-    total = np.zeros((n + spans - 1,) + shares.shape[2:], dtype=shares.dtype)
-    count = np.zeros(n + spans - 1, dtype=shares.dtype)
-    add_transition_shares(total, count, 0, shares)
-    return total / count.reshape((-1,) + (1,) * (shares.ndim - 2))
+    if shares.shape[1] == 1:
+        return shares[:, 0] if np.issubdtype(shares.dtype, np.floating) \
+            else shares[:, 0].astype(np.float64)
+    mean = TransitionMean(len(shares) + shares.shape[1] - 1)
+    mean.add(0, shares)
+    return mean.result()
 
 
-def add_transition_shares(total: np.ndarray, count: np.ndarray, start: int,
-                          shares: np.ndarray) -> None:
-    """Add the shares (n, k − 1, ...) of windows ``start ... start + n − 1`` to running
-    sums over transitions: ``total`` (T − 1, ...) and the windows counted, ``count``
-    (T − 1,).  :func:`per_transition` is ``total / count`` once every window is in."""
-    n = len(shares)
-    for t in range(shares.shape[1]):
-        total[start + t: start + t + n] += shares[:, t]
-        count[start + t: start + t + n] += 1
+class TransitionMean:
+    """:func:`per_transition` over windows that come in batches (maps of a long movie),
+    holding one running sum per transition, never every window's shares.
+
+    Parameters
+    ----------
+    capacity : int
+        Transitions expected (T − 1); more are made room for as they come.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = max(int(capacity), 1)
+        self.total = self.count = None
+        self.end = 0
+
+    def add(self, start: int, shares: np.ndarray) -> None:
+        """Add the shares (n, k − 1, ...) of the windows ``start ... start + n − 1``."""
+        shares = np.asarray(shares)
+        if not np.issubdtype(shares.dtype, np.floating):
+            shares = shares.astype(np.float64)
+        n, spans = shares.shape[:2]
+        end = start + n + spans - 1
+        if self.total is None:
+            size = max(self.capacity, end)
+            self.total = np.zeros((size,) + shares.shape[2:], dtype=shares.dtype)
+            self.count = np.zeros(size, dtype=shares.dtype)
+        elif end > len(self.total):
+            grow = max(end, 2 * len(self.total)) - len(self.total)
+            self.total = np.concatenate([self.total, np.zeros((grow,) + self.total.shape[1:],
+                                                              dtype=self.total.dtype)])
+            self.count = np.concatenate([self.count, np.zeros(grow, dtype=self.count.dtype)])
+        for t in range(spans):
+            self.total[start + t: start + t + n] += shares[:, t]
+            self.count[start + t: start + t + n] += 1
+        self.end = max(self.end, end)
+
+    def result(self) -> np.ndarray:
+        """Mean share of each transition added so far, (transitions, ...)."""
+        count = self.count[:self.end]
+        total = self.total[:self.end]
+        total /= count.reshape((-1,) + (1,) * (total.ndim - 1))
+        return total
 
 
 def training_units(windows: list[tuple[int, np.ndarray]], min_units: int = 20) -> np.ndarray:

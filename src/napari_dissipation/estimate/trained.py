@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InputError
 from .config import EstimatorConfig
 from .data import MovieSet, Normalisation
-from .stats import per_transition
+from .stats import TransitionMean, per_transition
 
 __all__ = ["TrainedModel", "load_model", "MODEL_FORMAT", "check_dt", "resolve_device"]
 
@@ -220,9 +220,10 @@ class TrainedModel:
         ``stochastic_ep(movie)[t]`` (float tolerance).  With k > 2 frames per input a
         transition gets the mean of its per-pixel share over the windows that contain it.
         """
-        chunks = [maps for _, maps in self.iter_window_maps(movie, name=name,
-                                                            transitions=True)]
-        return per_transition(np.concatenate(chunks).astype(np.float32, copy=False))
+        mean = TransitionMean(np.shape(movie)[0] - 1)
+        for start, shares in self.iter_window_maps(movie, name=name, transitions=True):
+            mean.add(start, shares.astype(np.float32, copy=False))
+        return mean.result()
 
     def ep_rate_density(self, movie, *, dt: float | None = None,
                         name: str = "movie") -> np.ndarray:

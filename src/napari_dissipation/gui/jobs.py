@@ -219,7 +219,7 @@ def maps(model, movie, *, dt: float, name: str):
     be quit there, and the viewer gets the GIL back), and returns a :class:`MapsOutcome`.
     The contrast limits are computed here too, off the GUI thread.
     """
-    from ..estimate.stats import add_transition_shares
+    from ..estimate.stats import TransitionMean
     from .layers import symmetric_limits
 
     lower_thread_priority()
@@ -230,24 +230,21 @@ def maps(model, movie, *, dt: float, name: str):
         # The per-transition stack needs each window's map split over its transitions
         # (k − 1 maps a window): summed into the stack as they come, never all kept.
         split = keep and spans > 1
-        total = stack = count = None
-        n = 0
+        stack = TransitionMean(n_windows + spans - 1)
+        total, n = None, 0
         for start, chunk in model.iter_window_maps(movie, name=name,
                                                    **({"transitions": True} if split else {})):
             s = chunk.sum(axis=(0, 1) if split else 0, dtype=np.float64)
             total = s if total is None else total + s
             n += len(chunk)
             if keep:
-                if stack is None:
-                    stack = np.zeros((n_windows + spans - 1,) + s.shape, dtype=np.float32)
-                    count = np.zeros(len(stack), dtype=np.float32)
-                add_transition_shares(stack, count, start,
-                                      chunk if split else chunk[:, None])
+                stack.add(start, np.asarray(chunk if split else chunk[:, None],
+                                            dtype=np.float32))
             yield min((start + len(chunk)) / n_windows, 1.0)
         density = (total / n / model.rate_scale(dt)).astype(np.float32)
         if not keep:
             return MapsOutcome(None, density, symmetric_limits(density), None)
-        stack /= count[:, None, None]
+        stack = stack.result()
         frame_limits = _frame_limits(stack)
         return MapsOutcome(stack, density, symmetric_limits(stack), frame_limits)
     except (InputError, JobError):
