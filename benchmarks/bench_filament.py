@@ -42,11 +42,11 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / np.sqrt((a @ a) * (b @ b)))
 
 
-def run(dt: float, max_seconds: float, threads: int) -> dict:
+def run(dt: float, max_seconds: float, threads: int, seed: int = 0) -> dict:
     load_start = os.getloadavg()
     sim = simulate.filament_network(n_movies=N_MOVIES, n_frames=N_FRAMES, dt=dt, seed=SEED)
     train, test = sim.movies[:N_TRAIN], sim.movies[N_TRAIN:]
-    est = EPEstimator(seed=0, threads=threads, max_seconds=max_seconds)
+    est = EPEstimator(seed=seed, threads=threads, max_seconds=max_seconds)
     t0 = time.perf_counter()
     fit = est.fit(train, dt=dt)
     fit_seconds = time.perf_counter() - t0
@@ -64,7 +64,7 @@ def run(dt: float, max_seconds: float, threads: int) -> dict:
         "dt": dt, "movies": f"{N_MOVIES} x {N_FRAMES} frames, {N_TRAIN} to train, "
                             f"{N_MOVIES - N_TRAIN} to measure", "seed": SEED,
         "frame_shape": list(np.shape(train[0])[1:]), "max_seconds": max_seconds,
-        "threads": threads, "fit_seconds": fit_seconds,
+        "threads": threads, "estimator_seed": seed, "fit_seconds": fit_seconds,
         "ep_rate": float(rate), "ep_rate_ci": [float(c) for c in ci], "ci_info": info,
         "same_transitions_rate": same, "exact_rate": float(truth.ep_rate),
         "bias_vs_same": float(rate / same - 1), "bias_vs_exact": float(rate / truth.ep_rate - 1),
@@ -82,7 +82,7 @@ def run(dt: float, max_seconds: float, threads: int) -> dict:
         "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, cwd=Path(__file__).parent).stdout.strip(),
         "command": f"python benchmarks/bench_filament.py --dt {dt} --max-seconds "
-                   f"{max_seconds:g} --threads {threads}",
+                   f"{max_seconds:g} --threads {threads} --estimator-seed {seed}",
     }
 
 
@@ -91,10 +91,13 @@ def main() -> None:
     parser.add_argument("--dt", type=float, default=0.02)
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--estimator-seed", type=int, default=0,
+                        help="the estimator's seed (its split and draws; the movies keep theirs)")
     args = parser.parse_args()
-    res = run(args.dt, args.max_seconds, args.threads)
+    res = run(args.dt, args.max_seconds, args.threads, args.estimator_seed)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"dt{args.dt:g}.json"
+    tag = f"_eseed{args.estimator_seed}" if args.estimator_seed else ""
+    path = RESULTS / f"dt{args.dt:g}{tag}.json"
     path.write_text(json.dumps(res, indent=1))
     print(json.dumps({k: res[k] for k in ("ep_rate", "ep_rate_ci", "same_transitions_rate",
                                           "bias_vs_same", "map_r_blurred", "map_r_unblurred",
