@@ -52,6 +52,9 @@ class FakeModel:
     def window_ep(self, movie, *, name="movie"):  # k = 2: one window per transition
         return self.stochastic_ep(movie, name=name)
 
+    def transition_ep(self, movie, *, name="movie"):
+        return self.window_ep(movie, name=name)[:, None]
+
     def ep_rate(self, movie, *, dt=None, name="movie"):
         return float(self.stochastic_ep(movie).mean() / (dt or self.dt))
 
@@ -68,8 +71,10 @@ class FakeModel:
     def rate_scale(self, dt=None):
         return dt or self.dt
 
-    def iter_window_maps(self, movie, *, name="movie", batch=4):
+    def iter_window_maps(self, movie, *, name="movie", batch=4, transitions=False):
         maps = self.dissipation_map(movie)
+        if transitions:
+            maps = maps[:, None]
         for a in range(0, len(maps), batch):
             yield a, maps[a: a + batch]
 

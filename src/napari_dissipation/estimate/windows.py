@@ -40,30 +40,29 @@ def infer_batch(data: MovieSet) -> int:
     return int(max(1, min(INFER_BATCH, INFER_PIXELS // per_window)))
 
 
-@torch.no_grad()
 def window_ep(model: EPNet, data: MovieSet, m: int, starts: np.ndarray, norm: Normalisation,
               device, batch: int | None = None) -> np.ndarray:
     """ΔS of the windows ``starts`` of movie ``m``, shape (len(starts),), k_B."""
-    model.eval()
-    batch = batch or infer_batch(data)
-    out = np.empty(len(starts), dtype=np.float64)
-    for a in range(0, len(starts), batch):
-        s = starts[a: a + batch]
-        x = batch_tensor(data, np.full(len(s), m), s, norm, device)
-        out[a: a + len(s)] = model(x).double().cpu().numpy()
-    return out
+    return _infer(model, model, data, m, starts, norm, device, batch, ())
 
 
-@torch.no_grad()
 def transition_ep(model: EPNet, data: MovieSet, m: int, starts: np.ndarray, norm: Normalisation,
                   device, batch: int | None = None) -> np.ndarray:
     """ΔS of the windows ``starts`` of movie ``m`` split over their transitions
     (:meth:`~.model.EPNet.transition_contributions`), shape (len(starts), k − 1), k_B."""
+    return _infer(model, model.transition_contributions, data, m, starts, norm, device, batch,
+                  (data.k - 1,))
+
+
+@torch.no_grad()
+def _infer(model: EPNet, of, data: MovieSet, m: int, starts: np.ndarray, norm: Normalisation,
+           device, batch: int | None, shape: tuple) -> np.ndarray:
+    """``of(x)`` of the windows ``starts`` of movie ``m`` in batches, (len(starts), *shape)."""
     model.eval()
     batch = batch or infer_batch(data)
-    out = np.empty((len(starts), data.k - 1), dtype=np.float64)
+    out = np.empty((len(starts),) + shape, dtype=np.float64)
     for a in range(0, len(starts), batch):
         s = starts[a: a + batch]
         x = batch_tensor(data, np.full(len(s), m), s, norm, device)
-        out[a: a + len(s)] = model.transition_contributions(x).double().cpu().numpy()
+        out[a: a + len(s)] = of(x).double().cpu().numpy()
     return out

@@ -201,13 +201,8 @@ def estimate(model, movie, *, dt: float, name: str) -> EstimateOutcome:
     # One pass of the network (and of the movie's correction) serves the trace and the rate:
     # each window's shares of its transitions add up to its ΔS.
     k = int(model.frames_per_input)
-    if k == 2:
-        windows = np.asarray(model.window_ep(movie, name=name))
-        shares = windows[:, None]
-    else:
-        shares = np.asarray(model.transition_ep(movie, name=name))
-        windows = shares.sum(axis=1)
-    rate, ci = model.rate_ci_of_windows(windows, dt=dt)
+    shares = np.asarray(model.transition_ep(movie, name=name))
+    rate, ci = model.rate_ci_of_windows(shares.sum(axis=1), dt=dt)
     return EstimateOutcome(ep=per_transition(shares), ep_rate=float(rate),
                            ep_rate_ci=tuple(float(c) for c in ci), frames_per_input=k)
 
@@ -229,17 +224,14 @@ def maps(model, movie, *, dt: float, name: str):
         keep = maps_fit(np.shape(movie))
         # The per-transition stack needs each window's map split over its transitions
         # (k − 1 maps a window): summed into the stack as they come, never all kept.
-        split = keep and spans > 1
         stack = TransitionMean(n_windows + spans - 1)
         total, n = None, 0
-        for start, chunk in model.iter_window_maps(movie, name=name,
-                                                   **({"transitions": True} if split else {})):
-            s = chunk.sum(axis=(0, 1) if split else 0, dtype=np.float64)
+        for start, chunk in model.iter_window_maps(movie, name=name, transitions=keep):
+            s = chunk.sum(axis=(0, 1) if keep else 0, dtype=np.float64)
             total = s if total is None else total + s
             n += len(chunk)
             if keep:
-                stack.add(start, np.asarray(chunk if split else chunk[:, None],
-                                            dtype=np.float32))
+                stack.add(start, np.asarray(chunk, dtype=np.float32))
             yield min((start + len(chunk)) / n_windows, 1.0)
         density = (total / n / model.rate_scale(dt)).astype(np.float32)
         if not keep:
