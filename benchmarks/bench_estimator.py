@@ -4,6 +4,7 @@ Each case writes one JSON file to ``benchmarks/results/estimator/`` and skips ca
 file exists, so the whole set can be run in pieces::
 
     python benchmarks/bench_estimator.py l1000          # M=100, L=1000, 10 min budget
+    python benchmarks/bench_estimator.py l1000 --draw 11 --tag _draw11  # another draw
     python benchmarks/bench_estimator.py l10000         # M=100, L=10000
     python benchmarks/bench_estimator.py five-beads     # 5-bead chain, exact 0.6298
     python benchmarks/bench_estimator.py equilibrium    # Tc = Th
@@ -39,10 +40,14 @@ def _held_out_exact(sim, result) -> float:
 
 def run_case(name: str, *, n_beads=2, t_cold=1.0, t_hot=10.0, n_movies=100, n_frames=1000,
              seed=0, max_seconds=570.0, max_iterations=10**7, threads=2, test_movies=20,
-             **options) -> dict:
+             draw=None, **options) -> dict:
+    """Fit one simulated data set with the estimator's ``seed``; ``draw``, when given, is
+    the simulator's seed instead (another draw of the same system; the test movies' seed is
+    it + 1000)."""
+    sim_seed = seed if draw is None else draw
     t0 = time.perf_counter()
     sim = simulate.bead_spring(n_beads=n_beads, t_cold=t_cold, t_hot=t_hot, n_movies=n_movies,
-                               n_frames=n_frames, dt=0.01, seed=seed)
+                               n_frames=n_frames, dt=0.01, seed=sim_seed)
     t_sim = time.perf_counter() - t0
     est = EPEstimator(seed=seed, max_seconds=max_seconds, max_iterations=max_iterations,
                       threads=threads, **options)
@@ -52,7 +57,8 @@ def run_case(name: str, *, n_beads=2, t_cold=1.0, t_hot=10.0, n_movies=100, n_fr
     held_exact = _held_out_exact(sim, result)
     out = {
         "case": name, "n_beads": n_beads, "t_cold": t_cold, "t_hot": t_hot,
-        "n_movies": n_movies, "n_frames": n_frames, "seed": seed, "options": options,
+        "n_movies": n_movies, "n_frames": n_frames, "seed": seed, "draw": sim_seed,
+        "options": options,
         "threads": threads, "exact_rate": sim.truth.ep_rate,
         "ep_rate": result.ep_rate, "ep_rate_ci": list(result.ep_rate_ci),
         "held_out_exact_mean": held_exact,
@@ -61,6 +67,7 @@ def run_case(name: str, *, n_beads=2, t_cold=1.0, t_hot=10.0, n_movies=100, n_fr
         "fit_seconds": t_fit, "simulate_seconds": t_sim, "iterations": result.iterations,
         "stop_reason": result.stop_reason, "ci": result.ci_info,
         "frames_per_input": result.frames_per_input, "model_stage": result.model_stage,
+        "lower_bound_reasons": result.lower_bound_reasons,
         "rate_by_window": result.rate_by_window,
         "warm_start": {k: v for k, v in result.history[0].get("warm_start", {}).items()
                        if k != "tried"},
@@ -68,7 +75,7 @@ def run_case(name: str, *, n_beads=2, t_cold=1.0, t_hot=10.0, n_movies=100, n_fr
     if test_movies:
         test = simulate.bead_spring(n_beads=n_beads, t_cold=t_cold, t_hot=t_hot,
                                     n_movies=test_movies, n_frames=1000, dt=0.01,
-                                    seed=seed + 1000)
+                                    seed=sim_seed + 1000)
         pred = np.stack([est.stochastic_ep(m) for m in test.movies])
         exact = test.truth.step_ep
         out["test_r2"] = float(np.corrcoef(pred.ravel(), exact.ravel())[0, 1] ** 2)
@@ -165,7 +172,7 @@ def _profile(threads: int) -> list:
 
 CASES = {
     "l1000": lambda a, **o: run_case("l1000", max_seconds=a.seconds or 540, threads=a.threads,
-                                     **o),
+                                     draw=a.draw, **o),
     "l10000": lambda a, **o: run_case("l10000", n_frames=10000, max_seconds=a.seconds or 1500,
                                       threads=a.threads, **o),
     "five-beads": lambda a, **o: run_case("five-beads", n_beads=5, n_frames=3000,
@@ -215,6 +222,8 @@ def main():
     parser.add_argument("--force", action="store_true", help="run even if the result exists")
     parser.add_argument("--channels", type=int, default=None,
                         help="width of the convolutional part (0: global part only)")
+    parser.add_argument("--draw", type=int, default=None,
+                        help="l1000: the simulator's seed (another draw of the same set)")
     parser.add_argument("--tag", default="", help="suffix of the result file names")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
                         help="an estimator option, e.g. nonstationarity='\"check\"'")

@@ -174,7 +174,10 @@ def ladder_of(counts: list, fit_of, units: np.ndarray, label: dict,
     window.  Each fit is recorded in ``tried`` (``label`` plus its count and held-out
     figures).  Stops after PATIENCE counts in a row that are neither preferred nor the
     best held-out objective so far, or when ``halt()`` is true after the first count.
-    Returns the chosen count and fit, or (None, None).
+    Returns the chosen count and fit, or (None, None).  When the counts ran out while the
+    ladder still gained (no such stop), the fit has ``capped_at``, the last count: the
+    cap (training windows per parameter, or the model's slots) ended the ladder, not the
+    data's lack of signal, so the fit likely reads less than the movie holds.
     """
     best_m = best = None
     best_here, since = -np.inf, 0
@@ -194,6 +197,9 @@ def ladder_of(counts: list, fit_of, units: np.ndarray, label: dict,
         since = 0 if progress else since + 1
         if since >= PATIENCE:
             break
+    else:
+        if best is not None and len(counts) > PATIENCE:
+            best = dict(best, capped_at=int(counts[-1]))
     return best_m, best
 
 

@@ -364,6 +364,16 @@ def _lower_bound_reasons(scan: WindowScan, k: int, cfg, outcome) -> list[str]:
                        f"their fit did not generalise: longer windows may carry more EP "
                        f"than these data can fit")
     warm = outcome.history[0].get("warm_start", {}) if outcome.history else {}
+    if warm.get("capped_at"):
+        # The read-out wanted more patterns than the data afford (the filament network at
+        # dt 0.01 s: 20 of at most 24 per tile kept, -17% against the same transitions
+        # with neither rate inside the interval; docs/benchmarks.md).
+        tiles = len(warm.get("tiles") or [])
+        kept = warm["n_patterns"] // tiles if tiles else warm["n_patterns"]
+        reasons.append(f"the starting fit's pattern count still improved at the most the "
+                       f"training data (or n_patterns) allow: {kept} kept of at most "
+                       f"{warm['capped_at']}{' per tile' if tiles else ''}; more frames "
+                       f"would likely resolve more of the motion")
     if warm.get("cut_short"):
         reasons.append("the search for the starting fit was cut short (by Stop or the time "
                        "budget) before every candidate was tried")

@@ -88,7 +88,8 @@ class FitResult:
         Every estimate from images is a lower bound of the true EP (motion the movie does
         not resolve, and noise, only hide EP); this flag says that this data set shows
         signs of it: the rate still rose with the window length at the longest window
-        tried, a longer window than the one used gave a higher rate, the search for the
+        tried, a longer window than the one used gave a higher rate, the starting fit's
+        pattern count still improved at the most the data allow, the search for the
         starting fit was cut short, or training was cut by its budget while still
         improving.  :attr:`lower_bound_reasons` says which.
         """

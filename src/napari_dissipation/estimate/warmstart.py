@@ -176,7 +176,9 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
         The chosen ``family`` ("whole", "tiles" or "none"), ``smoothing`` (pixels),
         ``n_patterns`` and ``tiles`` ([row, column, side] of each kept tile), its held-out
         objective and EP per window (``val_objective``, ``val_mean_ep``; ΔS ≡ 0 has
-        objective −1), and every candidate tried.
+        objective −1), ``capped_at`` (the largest pattern count, per tile for tiles, when
+        the chosen pattern ladder was still gaining there; else None), and every
+        candidate tried.
     """
     rng = np.random.default_rng([seed, 0x5EED])
     # Each frame is projected once (:func:`_coordinates`): a window costs about two frames
@@ -246,7 +248,7 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
             "polynomial": (best.get("poly") or {}).get("spec"),
             "tiles": best["tiles"], "val_objective": best["val_objective"],
             "val_mean_ep": best["val_mean_ep"], "cut_short": cut_short,
-            "tried": tried + tried_local}
+            "capped_at": best.get("capped_at"), "tried": tried + tried_local}
 
 
 def _set_linear_branch(model: EPNet, theta: torch.Tensor, blocks: list) -> None:
