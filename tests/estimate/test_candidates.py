@@ -57,9 +57,9 @@ def test_a_capped_starting_fit_makes_the_rate_a_lower_bound():
     tiles = {"family": "tiles", "n_patterns": 40, "tiles": [[0, 0, 24], [24, 24, 24]],
              "capped_at": 24}
     assert reasons(tiles) == [
-        "the starting fit's pattern count still improved at the most the training data (or "
-        "n_patterns) allow: 20 kept of at most 24 per tile; more frames would likely "
-        "resolve more of the motion"]
+        "the starting fit's pattern count still improved at the most it may take (20 kept "
+        "of at most 24 per tile: the training windows, the fit's size or n_patterns cap "
+        "it), so the read-out likely resolves less of the motion than the movie holds"]
     whole = {"family": "whole", "n_patterns": 6, "tiles": [], "capped_at": 6}
-    assert "6 kept of at most 6;" in reasons(whole)[0]
+    assert "(6 kept of at most 6:" in reasons(whole)[0]
     assert reasons(dict(whole, capped_at=None)) == []

@@ -370,10 +370,11 @@ def _lower_bound_reasons(scan: WindowScan, k: int, cfg, outcome) -> list[str]:
         # with neither rate inside the interval; docs/benchmarks.md).
         tiles = len(warm.get("tiles") or [])
         kept = warm["n_patterns"] // tiles if tiles else warm["n_patterns"]
-        reasons.append(f"the starting fit's pattern count still improved at the most the "
-                       f"training data (or n_patterns) allow: {kept} kept of at most "
-                       f"{warm['capped_at']}{' per tile' if tiles else ''}; more frames "
-                       f"would likely resolve more of the motion")
+        reasons.append(f"the starting fit's pattern count still improved at the most it "
+                       f"may take ({kept} kept of at most {warm['capped_at']}"
+                       f"{' per tile' if tiles else ''}: the training windows, the fit's "
+                       f"size or n_patterns cap it), so the read-out likely resolves less "
+                       f"of the motion than the movie holds")
     if warm.get("cut_short"):
         reasons.append("the search for the starting fit was cut short (by Stop or the time "
                        "budget) before every candidate was tried")
