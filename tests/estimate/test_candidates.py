@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from napari_dissipation.estimate.candidates import PATIENCE, ladder_of
+from napari_dissipation.estimate.candidates import PATIENCE, count_limit, ladder_of
 from napari_dissipation.estimate.estimator import _lower_bound_reasons
 from napari_dissipation.estimate.objective import neep_objective
 from napari_dissipation.estimate.window_length import WindowScan
@@ -55,11 +55,23 @@ def test_a_capped_starting_fit_makes_the_rate_a_lower_bound():
                                     SimpleNamespace(eval_every=200), outcome)
 
     tiles = {"family": "tiles", "n_patterns": 40, "tiles": [[0, 0, 24], [24, 24, 24]],
-             "capped_at": 24}
+             "capped_at": 24, "capped_by": "data"}
     assert reasons(tiles) == [
         "the starting fit's pattern count still improved at the most it may take (20 kept "
-        "of at most 24 per tile: the training windows, the fit's size or n_patterns cap "
-        "it), so the read-out likely resolves less of the motion than the movie holds"]
-    whole = {"family": "whole", "n_patterns": 6, "tiles": [], "capped_at": 6}
-    assert "(6 kept of at most 6:" in reasons(whole)[0]
+        "of at most 24 per tile), so the read-out likely resolves less of the motion than "
+        "the movie holds, and more frames would let it take more"]
+    whole = {"family": "whole", "n_patterns": 6, "tiles": [], "capped_at": 6,
+             "capped_by": "slots"}
+    assert "(6 kept of at most 6)" in reasons(whole)[0]
+    assert reasons(whole)[0].endswith("a larger n_patterns would let it take more")
+    # A fit's size limit binds on every long window and says nothing of the data.
+    assert reasons(dict(whole, capped_by="size")) == []
     assert reasons(dict(whole, capped_at=None)) == []
+
+
+def test_what_keeps_the_next_count_out():
+    assert count_limit(True, 5000, 600, False) == "slots"
+    assert count_limit(False, 500, 600, False) == "data"
+    assert count_limit(False, 700, 600, False) == "size"
+    assert count_limit(False, 500, 600, True) == "size"  # windows left out for speed
+    assert count_limit(False, None, 600, False) == "size"  # the end of the counts

@@ -175,9 +175,8 @@ def ladder_of(counts: list, fit_of, units: np.ndarray, label: dict,
     figures).  Stops after PATIENCE counts in a row that are neither preferred nor the
     best held-out objective so far, or when ``halt()`` is true after the first count.
     Returns the chosen count and fit, or (None, None).  When the counts ran out while the
-    ladder still gained (no such stop), the fit has ``capped_at``, the last count: the
-    cap (training windows per parameter, or the model's slots) ended the ladder, not the
-    data's lack of signal, so the fit likely reads less than the movie holds.
+    ladder still gained (no such stop), the fit has ``capped_at``, the last count: a cap
+    ended the ladder (what cap: :func:`count_limit`), not the data's lack of signal.
     """
     best_m = best = None
     best_here, since = -np.inf, 0
@@ -201,6 +200,27 @@ def ladder_of(counts: list, fit_of, units: np.ndarray, label: dict,
         if best is not None and len(counts) > PATIENCE:
             best = dict(best, capped_at=int(counts[-1]))
     return best_m, best
+
+
+def count_limit(over_slots: bool, next_params: int | None, size_cap: int,
+                subsampled: bool) -> str:
+    """What kept the next pattern count out of a ladder: ``"slots"`` (the model's
+    ``n_patterns``), ``"data"`` (the training windows per parameter, all of them used) or
+    ``"size"`` (a fit's size limit ``size_cap``, the end of the counts tried, or training
+    windows left out for speed).
+
+    ``over_slots``: the next count would overflow the slots; ``next_params``: its
+    parameters (None: there is no next count).  Only the first two say that the movie
+    holds more than the read-out could take: with more frames (or slots) the ladder would
+    go on.  The size limit says nothing of the data: it binds on every long window (on the
+    40 window-length coverage sets it capped 9 fits of 6 frames or more, with rates from
+    -11% to +28% against the same transitions; docs/benchmarks.md).
+    """
+    if over_slots:
+        return "slots"
+    if next_params is None or subsampled or next_params > size_cap:
+        return "size"
+    return "data"
 
 
 def _preferred(new: dict | None, old: dict | None, units: np.ndarray) -> bool:

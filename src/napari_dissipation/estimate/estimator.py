@@ -364,17 +364,18 @@ def _lower_bound_reasons(scan: WindowScan, k: int, cfg, outcome) -> list[str]:
                        f"their fit did not generalise: longer windows may carry more EP "
                        f"than these data can fit")
     warm = outcome.history[0].get("warm_start", {}) if outcome.history else {}
-    if warm.get("capped_at"):
+    if warm.get("capped_at") and warm.get("capped_by") in ("data", "slots"):
         # The read-out wanted more patterns than the data afford (the filament network at
         # dt 0.01 s: 20 of at most 24 per tile kept, -17% against the same transitions
         # with neither rate inside the interval; docs/benchmarks.md).
         tiles = len(warm.get("tiles") or [])
         kept = warm["n_patterns"] // tiles if tiles else warm["n_patterns"]
+        remedy = ("more frames would let it take more" if warm["capped_by"] == "data"
+                  else "a larger n_patterns would let it take more")
         reasons.append(f"the starting fit's pattern count still improved at the most it "
                        f"may take ({kept} kept of at most {warm['capped_at']}"
-                       f"{' per tile' if tiles else ''}: the training windows, the fit's "
-                       f"size or n_patterns cap it), so the read-out likely resolves less "
-                       f"of the motion than the movie holds")
+                       f"{' per tile' if tiles else ''}), so the read-out likely resolves "
+                       f"less of the motion than the movie holds, and {remedy}")
     if warm.get("cut_short"):
         reasons.append("the search for the starting fit was cut short (by Stop or the time "
                        "budget) before every candidate was tried")

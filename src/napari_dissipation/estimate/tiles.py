@@ -43,6 +43,7 @@ from .candidates import (
     _fit,
     _in_se,
     _n_params,
+    count_limit,
     ladder_of,
     never,
 )
@@ -242,12 +243,14 @@ def _select_tiles(tiles, scores, coords, units, m0: int, most: int) -> list:
 
 
 def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
-                 slots: int | None = None, halt=never) -> tuple[dict | None, list]:
+                 slots: int | None = None, halt=never,
+                 subsampled: bool = False) -> tuple[dict | None, list]:
     """Best local candidate: the significant tiles of a scan, then their pattern count.
 
     ``scan`` and ``fit`` are the training windows (movie index, start) of the scan and of
     the kept tiles' fits, ``ev`` the held-out ones; ``slots`` the patterns the model can
-    hold (default: all of its patterns).  Once ``halt()`` is true, no stage
+    hold (default: all of its patterns); ``subsampled``: the ``fit`` windows are a part of
+    the training windows (for ``capped_by``).  Once ``halt()`` is true, no stage
     starts that is not needed for a candidate: no family when it is true at the start, no
     second blur, no centring, no further pattern count.
     """
@@ -319,12 +322,17 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
                             halt)
     if best is None:
         return None, tried
+    nxt = next((c for c in TILE_PATTERN_COUNTS if c > m_top), None)
+    limit = count_limit(nxt is not None and nxt * n_t > slots,
+                        None if nxt is None else n_t * _n_params(model, nxt),
+                        MAX_TILE_PARAMS, subsampled)
     full = np.zeros((n_t * m, h, w))
     for t, (r, c, side) in enumerate(kept):
         full[t * m: (t + 1) * m, r: r + side, c: c + side] = pats[t][:m].cpu().numpy()
     return dict(best, family="tiles", smoothing=blur, n_patterns=n_t * m,
                 patterns=full, groups=np.repeat(np.arange(n_t), m),
-                tiles=[list(map(int, t)) for t in kept]), tried
+                tiles=[list(map(int, t)) for t in kept],
+                capped_by=limit if best.get("capped_at") else None), tried
 
 
 def _boosted_fit(coords: tuple, blocks: list) -> dict:

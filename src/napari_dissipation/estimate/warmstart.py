@@ -42,6 +42,7 @@ from .candidates import (
     _preferred,
     _simplest_near_best,
     _windows,
+    count_limit,
     never,
 )
 from .candidates import _in_se as _in_se  # re-exported: window_length.py imports it here
@@ -81,12 +82,14 @@ def _whole_frame(patterns: torch.Tensor):
 
 def _whole_family(model, data, fit, ev, units, norm, device, frames,
                   smoothings=SMOOTHINGS, polynomial: bool = True,
-                  preferred: float | None = None, halt=never) -> tuple[dict, list]:
+                  preferred: float | None = None, halt=never,
+                  subsampled: bool = False) -> tuple[dict, list]:
     """Best whole-frame candidate over blur scales and pattern counts, and all tried;
     with ``polynomial``, the winner's polynomial branch too (:mod:`.nonlinear`).  With a
     ``preferred`` blur scale, its best candidate is kept unless another scale's is clearly
     better (:func:`_incumbent`).  When ``halt()`` turns true, no further candidate is
-    tried once one is significant (the preferred scale is tried first)."""
+    tried once one is significant (the preferred scale is tried first).  ``subsampled``:
+    the ``fit`` windows are a part of the training windows (for ``capped_by``)."""
     # The slots beyond the configured count are for local patterns (``tiles``).
     k_max = model.whole_frame_slots
     patterns = [principal_patterns(frames, k_max, s)[0] for s in smoothings]
@@ -102,7 +105,12 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames,
     # A Newton step costs N P² for P parameters: large k caps the pattern count.
     counts = [c for c in PATTERN_COUNTS if c < k_max] + [k_max]
     most = min(MAX_PARAMS, len(fit[1]) // WINDOWS_PER_PARAM)
-    counts = [c for c in counts if _n_params(model, c) <= most] or counts[:1]
+    affordable = [c for c in counts if _n_params(model, c) <= most] or counts[:1]
+    # What would keep a ladder that runs out of counts from going on (``capped_by``).
+    nxt = counts[len(affordable)] if len(affordable) < len(counts) else None
+    limit = count_limit(nxt is None, None if nxt is None else _n_params(model, nxt),
+                        MAX_PARAMS, subsampled)
+    counts = affordable
     tried, winners = [], []
     for i in sorted(range(len(smoothings)), key=lambda i: smoothings[i] != preferred):
         s = smoothings[i]
@@ -125,6 +133,7 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames,
     if best is not None:
         best["theta"] = expand_theta(best["theta"], [np.arange(best["n_patterns"])], even, odd,
                                      model.n_even, model.n_odd)
+        best["capped_by"] = limit if best.get("capped_at") else None
     return best, tried
 
 
@@ -177,7 +186,8 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
         ``n_patterns`` and ``tiles`` ([row, column, side] of each kept tile), its held-out
         objective and EP per window (``val_objective``, ``val_mean_ep``; ΔS ≡ 0 has
         objective −1), ``capped_at`` (the largest pattern count, per tile for tiles, when
-        the chosen pattern ladder was still gaining there; else None), and every
+        the chosen pattern ladder was still gaining there; else None) and ``capped_by``
+        (what kept the next count out, :func:`~.candidates.count_limit`), and every
         candidate tried.
     """
     rng = np.random.default_rng([seed, 0x5EED])
@@ -213,10 +223,11 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
         return False
 
     whole, tried = _whole_family(model, data, windows(n_fit), ev, units, norm, device, frames,
-                                 preferred=preferred_smoothing, halt=poll)
+                                 preferred=preferred_smoothing, halt=poll,
+                                 subsampled=n_fit < len(train_s))
     local, tried_local = _tile_family(model, data, windows(TILE_SCAN_WINDOWS),
                                       windows(n_tile_fit), ev, units, norm, device, frames,
-                                      halt=poll)
+                                      halt=poll, subsampled=n_tile_fit < len(train_s))
     cut_short = bool(skipped)
     best = local if _preferred(local, whole, units) else whole
     if best is None:
@@ -248,7 +259,8 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
             "polynomial": (best.get("poly") or {}).get("spec"),
             "tiles": best["tiles"], "val_objective": best["val_objective"],
             "val_mean_ep": best["val_mean_ep"], "cut_short": cut_short,
-            "capped_at": best.get("capped_at"), "tried": tried + tried_local}
+            "capped_at": best.get("capped_at"), "capped_by": best.get("capped_by"),
+            "tried": tried + tried_local}
 
 
 def _set_linear_branch(model: EPNet, theta: torch.Tensor, blocks: list) -> None:
