@@ -89,9 +89,9 @@ class FitResult:
         not resolve, and noise, only hide EP); this flag says that this data set shows
         signs of it: the rate still rose with the window length at the longest window
         tried, a longer window than the one used gave a higher rate, the starting fit's
-        pattern count still improved at the most the data allow, the search for the
-        starting fit was cut short, or training was cut by its budget while still
-        improving.  :attr:`lower_bound_reasons` says which.
+        pattern count still improved at the most the training windows (or
+        ``n_patterns``) allow, the search for the starting fit was cut short, or training
+        was cut by its budget while still improving.  :attr:`lower_bound_reasons` says which.
         """
         return bool(self.lower_bound_reasons)
 
