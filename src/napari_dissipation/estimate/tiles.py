@@ -322,17 +322,23 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
                             halt)
     if best is None:
         return None, tried
-    nxt = next((c for c in TILE_PATTERN_COUNTS if c > m_top), None)
-    limit = count_limit(nxt is not None and nxt * n_t > slots,
-                        None if nxt is None else n_t * _n_params(model, nxt),
-                        MAX_TILE_PARAMS, subsampled)
     full = np.zeros((n_t * m, h, w))
     for t, (r, c, side) in enumerate(kept):
         full[t * m: (t + 1) * m, r: r + side, c: c + side] = pats[t][:m].cpu().numpy()
     return dict(best, family="tiles", smoothing=blur, n_patterns=n_t * m,
                 patterns=full, groups=np.repeat(np.arange(n_t), m),
                 tiles=[list(map(int, t)) for t in kept],
-                capped_by=limit if best.get("capped_at") else None), tried
+                capped_by=_limit(model, m_top, n_t, slots, subsampled)
+                if best.get("capped_at") else None), tried
+
+
+def _limit(model, m_top: int, n_t: int, slots: int, subsampled: bool) -> str:
+    """What keeps the kept tiles' next pattern count after ``m_top`` out
+    (:func:`~.candidates.count_limit`)."""
+    nxt = next((c for c in TILE_PATTERN_COUNTS if c > m_top), None)
+    return count_limit(nxt is not None and nxt * n_t > slots,
+                       None if nxt is None else n_t * _n_params(model, nxt),
+                       MAX_TILE_PARAMS, subsampled)
 
 
 def _boosted_fit(coords: tuple, blocks: list) -> dict:
