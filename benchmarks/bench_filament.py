@@ -77,6 +77,7 @@ def run(dt: float, max_seconds: float, threads: int, seed: int = 0) -> dict:
         "map_r_unblurred": pearson(density, truth.map), "blur_sigma_px": float(sigma),
         "frames_per_input": fit.frames_per_input, "model_stage": fit.model_stage,
         "stop_reason": fit.stop_reason, "lower_bound_reasons": fit.lower_bound_reasons,
+        "rate_by_window": fit.rate_by_window,
         "warnings": fit.warnings, "warm_start": fit.history[0].get("warm_start"),
         "load_start": list(load_start), "load_end": list(os.getloadavg()),
         "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,

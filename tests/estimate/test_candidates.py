@@ -10,6 +10,7 @@ import torch
 from napari_dissipation.estimate.candidates import PATIENCE, count_limit, ladder_of
 from napari_dissipation.estimate.estimator import _lower_bound_reasons
 from napari_dissipation.estimate.objective import neep_objective
+from napari_dissipation.estimate.tiles import _limit
 from napari_dissipation.estimate.window_length import WindowScan
 
 UNITS = np.repeat(np.arange(10), 50)
@@ -75,3 +76,13 @@ def test_what_keeps_the_next_count_out():
     assert count_limit(False, 700, 600, False) == "size"
     assert count_limit(False, 500, 600, True) == "size"  # windows left out for speed
     assert count_limit(False, None, 600, False) == "size"  # the end of the counts
+
+
+def test_slots_count_only_when_the_data_afford_the_next_count():
+    # Two 24-pattern tiles of two-frame windows: the next count, 32, needs 2 x 32 x 33 =
+    # 2112 parameters and 64 slots.  With 48 slots, more slots help only when the
+    # training windows afford those parameters.
+    model = SimpleNamespace(frames_per_input=2)
+    assert _limit(model, 24, 2, slots=48, most=2200, subsampled=False) == "slots"
+    assert _limit(model, 24, 2, slots=48, most=1800, subsampled=False) == "data"
+    assert _limit(model, 24, 2, slots=64, most=1800, subsampled=False) == "data"

@@ -328,16 +328,17 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
     return dict(best, family="tiles", smoothing=blur, n_patterns=n_t * m,
                 patterns=full, groups=np.repeat(np.arange(n_t), m),
                 tiles=[list(map(int, t)) for t in kept],
-                capped_by=_limit(model, m_top, n_t, slots, subsampled)
+                capped_by=_limit(model, m_top, n_t, slots, most_kept, subsampled)
                 if best.get("capped_at") else None), tried
 
 
-def _limit(model, m_top: int, n_t: int, slots: int, subsampled: bool) -> str:
+def _limit(model, m_top: int, n_t: int, slots: int, most: int, subsampled: bool) -> str:
     """What keeps the kept tiles' next pattern count after ``m_top`` out
-    (:func:`~.candidates.count_limit`)."""
+    (:func:`~.candidates.count_limit`); ``most``: the parameters the training windows
+    afford.  The slots count only when the data could afford the next count."""
     nxt = next((c for c in TILE_PATTERN_COUNTS if c > m_top), None)
-    return count_limit(nxt is not None and nxt * n_t > slots,
-                       None if nxt is None else n_t * _n_params(model, nxt),
+    params = None if nxt is None else n_t * _n_params(model, nxt)
+    return count_limit(nxt is not None and nxt * n_t > slots and params <= most, params,
                        MAX_TILE_PARAMS, subsampled)
 
 

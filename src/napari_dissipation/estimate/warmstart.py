@@ -106,9 +106,11 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames,
     counts = [c for c in PATTERN_COUNTS if c < k_max] + [k_max]
     most = min(MAX_PARAMS, len(fit[1]) // WINDOWS_PER_PARAM)
     affordable = [c for c in counts if _n_params(model, c) <= most] or counts[:1]
-    # What would keep a ladder that runs out of counts from going on (``capped_by``).
-    nxt = counts[len(affordable)] if len(affordable) < len(counts) else None
-    limit = count_limit(nxt is None, None if nxt is None else _n_params(model, nxt),
+    # What would keep a ladder that runs out of counts from going on (``capped_by``): the
+    # slots only when the data could afford the next count.
+    beyond = next((c for c in PATTERN_COUNTS if c > k_max), k_max + 1)
+    nxt = counts[len(affordable)] if len(affordable) < len(counts) else beyond
+    limit = count_limit(nxt > k_max and _n_params(model, nxt) <= most, _n_params(model, nxt),
                         MAX_PARAMS, subsampled)
     counts = affordable
     tried, winners = [], []
