@@ -42,11 +42,12 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / np.sqrt((a @ a) * (b @ b)))
 
 
-def run(dt: float, max_seconds: float, threads: int, seed: int = 0) -> dict:
+def run(dt: float, max_seconds: float, threads: int, seed: int = 0, k=None) -> dict:
     load_start = os.getloadavg()
     sim = simulate.filament_network(n_movies=N_MOVIES, n_frames=N_FRAMES, dt=dt, seed=SEED)
     train, test = sim.movies[:N_TRAIN], sim.movies[N_TRAIN:]
-    est = EPEstimator(seed=seed, threads=threads, max_seconds=max_seconds)
+    est = EPEstimator(seed=seed, threads=threads, max_seconds=max_seconds,
+                      **({} if k is None else {"frames_per_input": k}))
     t0 = time.perf_counter()
     fit = est.fit(train, dt=dt)
     fit_seconds = time.perf_counter() - t0
@@ -83,7 +84,8 @@ def run(dt: float, max_seconds: float, threads: int, seed: int = 0) -> dict:
         "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, cwd=Path(__file__).parent).stdout.strip(),
         "command": f"python benchmarks/bench_filament.py --dt {dt} --max-seconds "
-                   f"{max_seconds:g} --threads {threads} --estimator-seed {seed}",
+                   f"{max_seconds:g} --threads {threads} --estimator-seed {seed}"
+                   + ("" if k is None else f" -k {k}"),
     }
 
 
@@ -94,10 +96,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--estimator-seed", type=int, default=0,
                         help="the estimator's seed (its split and draws; the movies keep theirs)")
+    parser.add_argument("-k", "--frames-per-input", type=int, default=None,
+                        help="frames per input set by hand (default: chosen from the data)")
     args = parser.parse_args()
-    res = run(args.dt, args.max_seconds, args.threads, args.estimator_seed)
+    k = args.frames_per_input
+    res = run(args.dt, args.max_seconds, args.threads, args.estimator_seed, k)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tag = f"_eseed{args.estimator_seed}" if args.estimator_seed else ""
+    tag = (f"_eseed{args.estimator_seed}" if args.estimator_seed else "") + \
+        ("" if k is None else f"_k{k}")
     path = RESULTS / f"dt{args.dt:g}{tag}.json"
     path.write_text(json.dumps(res, indent=1))
     print(json.dumps({k: res[k] for k in ("ep_rate", "ep_rate_ci", "same_transitions_rate",
