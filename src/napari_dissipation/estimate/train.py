@@ -424,10 +424,15 @@ class _Loop:
         self.model.load_state_dict(state.best_state)
         refit = None
         if ctx.is_main:
+            stopped = state.reason == "stopped"
+            # The warm start's read-out is itself a Newton fit on the training windows: no
+            # refit after it was ever kept (none of 95 benchmark records whose warm start
+            # was unbeaten), and on the filament network the refit took 35 of 176 s.
+            unbeaten = self.warm_kept and state.best_iter == 0
             refit = _refit(self.model, self.data, self.train_m, self.train_s,
                            self.train_units, self.eval_units, self.best_eps,
                            self.norm, self.device, self.rng,
-                           refit=state.reason != "stopped")
+                           refit=not (stopped or unbeaten), quick=stopped)
         if ctx.active:  # rank 0's refit result and final weights on every rank
             refit = ctx.broadcast_object(refit)
             ctx.broadcast_state(self.model)
@@ -451,15 +456,16 @@ def _forward_precision(device, enabled: bool):
 
 
 def _refit(model, data, train_m, train_s, train_u, eval_units, before_eps: np.ndarray,
-           norm, device, rng, *, refit: bool = True) -> dict:
+           norm, device, rng, *, refit: bool = True, quick: bool = False) -> dict:
     """Newton refit of the read-out on training windows; kept only if clearly better.
 
     ``before_eps`` is the held-out EP of each window of ``eval_units`` under the model as
     it comes in (the kept weights); the refit replaces them only when it beats them as an
     evaluation must during training (:func:`_clearly_better`): its parameters include the
     read-out of features the network never learnt when the warm start was kept, and a
-    chance gain on the validation windows would fit their noise.  ``refit=False`` (after
-    a user's Stop, who waits for the result) only measures the read-out's training noise.
+    chance gain on the validation windows would fit their noise.  ``refit=False`` only
+    measures the read-out's training noise; ``quick`` on fewer windows (after a user's
+    Stop, who waits for the result).
     ``train_u`` is the independent unit of each training window.  Returns the refit's
     figures, ``kept``, and ``readout_sd``: the training noise of the final read-out, as
     the standard deviation of the held-out mean EP per window (k_B).
@@ -468,7 +474,7 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, before_eps: np.nd
     window_pixels = data.k * int(np.prod(data.frame_shape))
     n_max = max(READOUT_MIN_WINDOWS, min(READOUT_FEATURE_VALUES // max(len(columns), 1),
                                          READOUT_PIXELS // window_pixels))
-    if not refit:  # a user's Stop: the noise only, from fewer windows, without delay
+    if quick:  # a user's Stop: the noise only, from fewer windows, without delay
         n_max = STOP_NOISE_WINDOWS
     pick = np.sort(rng.choice(len(train_s), size=min(n_max, len(train_s)), replace=False))
     model.eval()
