@@ -71,11 +71,14 @@ def test_a_capped_starting_fit_makes_the_rate_a_lower_bound():
 
 
 def test_what_keeps_the_next_count_out():
-    assert count_limit(True, 5000, 600, False) == "slots"
-    assert count_limit(False, 500, 600, False) == "data"
-    assert count_limit(False, 700, 600, False) == "size"
-    assert count_limit(False, 500, 600, True) == "size"  # windows left out for speed
-    assert count_limit(False, None, 600, False) == "size"  # the end of the counts
+    assert count_limit(True, 500, 600, 600, False) == "slots"
+    # More slots would not help when the windows cannot afford the next count.
+    assert count_limit(True, 700, 600, 2200, False) == "data"
+    assert count_limit(True, 5000, 600, 2200, False) == "size"
+    assert count_limit(False, 500, 400, 600, False) == "data"
+    assert count_limit(False, 700, 600, 600, False) == "size"
+    assert count_limit(False, 500, 400, 600, True) == "size"  # windows left out for speed
+    assert count_limit(False, None, 600, 600, False) == "size"  # the end of the counts
 
 
 def test_slots_count_only_when_the_data_afford_the_next_count():

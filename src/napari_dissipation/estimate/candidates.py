@@ -202,7 +202,7 @@ def ladder_of(counts: list, fit_of, units: np.ndarray, label: dict,
     return best_m, best
 
 
-def count_limit(over_slots: bool, next_params: int | None, size_cap: int,
+def count_limit(over_slots: bool, next_params: int | None, most: int, size_cap: int,
                 subsampled: bool) -> str:
     """What kept the next pattern count out of a ladder: ``"slots"`` (the model's
     ``n_patterns``), ``"data"`` (the training windows per parameter, all of them used) or
@@ -210,13 +210,15 @@ def count_limit(over_slots: bool, next_params: int | None, size_cap: int,
     windows left out for speed).
 
     ``over_slots``: the next count would overflow the slots; ``next_params``: its
-    parameters (None: there is no next count).  Only the first two say that the movie
-    holds more than the read-out could take: with more frames (or slots) the ladder would
-    go on.  The size limit says nothing of the data: it binds on every long window (on the
-    40 window-length coverage sets it capped 9 fits of 6 frames or more, with rates from
-    -11% to +28% against the same transitions; docs/benchmarks.md).
+    parameters (None: there is no next count); ``most``: the parameters the fit's windows
+    afford.  The slots count only when the windows afford the next count: otherwise more
+    slots would not let the ladder go on.  Only the first two say that the movie holds more
+    than the read-out could take: with more frames (or slots) the ladder would go on.  The
+    size limit says nothing of the data: it binds on every long window (on the 40
+    window-length coverage sets it capped 9 fits of 6 frames or more, with rates from -11%
+    to +28% against the same transitions; docs/benchmarks.md).
     """
-    if over_slots:
+    if over_slots and next_params is not None and next_params <= most:
         return "slots"
     if next_params is None or subsampled or next_params > size_cap:
         return "size"

@@ -335,10 +335,10 @@ def _tile_family(model, data, scan, fit, ev, units, norm, device, frames,
 def _limit(model, m_top: int, n_t: int, slots: int, most: int, subsampled: bool) -> str:
     """What keeps the kept tiles' next pattern count after ``m_top`` out
     (:func:`~.candidates.count_limit`); ``most``: the parameters the training windows
-    afford.  The slots count only when the data could afford the next count."""
+    afford."""
     nxt = next((c for c in TILE_PATTERN_COUNTS if c > m_top), None)
-    params = None if nxt is None else n_t * _n_params(model, nxt)
-    return count_limit(nxt is not None and nxt * n_t > slots and params <= most, params,
+    return count_limit(nxt is not None and nxt * n_t > slots,
+                       None if nxt is None else n_t * _n_params(model, nxt), most,
                        MAX_TILE_PARAMS, subsampled)
 
 

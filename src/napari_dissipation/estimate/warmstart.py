@@ -106,12 +106,10 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames,
     counts = [c for c in PATTERN_COUNTS if c < k_max] + [k_max]
     most = min(MAX_PARAMS, len(fit[1]) // WINDOWS_PER_PARAM)
     affordable = [c for c in counts if _n_params(model, c) <= most] or counts[:1]
-    # What would keep a ladder that runs out of counts from going on (``capped_by``): the
-    # slots only when the data could afford the next count.
+    # What would keep a ladder that runs out of counts from going on (``capped_by``).
     beyond = next((c for c in PATTERN_COUNTS if c > k_max), k_max + 1)
     nxt = counts[len(affordable)] if len(affordable) < len(counts) else beyond
-    limit = count_limit(nxt > k_max and _n_params(model, nxt) <= most, _n_params(model, nxt),
-                        MAX_PARAMS, subsampled)
+    limit = count_limit(nxt > k_max, _n_params(model, nxt), most, MAX_PARAMS, subsampled)
     counts = affordable
     tried, winners = [], []
     for i in sorted(range(len(smoothings)), key=lambda i: smoothings[i] != preferred):
