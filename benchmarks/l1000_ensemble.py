@@ -30,15 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from l1000_ceiling import CHAIN, _fit, _r2
 from l1000_patterns import RIDGE, coordinates
 from napari_dissipation import simulate
+from napari_dissipation.estimate.candidates import SIGNIFICANCE, _in_se
 from napari_dissipation.estimate.model import linear_branch_features, principal_patterns
 from napari_dissipation.estimate.objective import neep_objective
-from napari_dissipation.estimate.readout import maximise_neep
 from napari_dissipation.estimate.warmstart import SMOOTHINGS
 
 OUT = Path(__file__).parent / "results" / "estimator" / "l1000_ensemble.json"
-CHAIN = dict(n_beads=2, t_cold=1.0, t_hot=10.0, n_frames=1000, dt=0.01)
 COUNTS = (2, 3, 4, 5, 6, 8, 10)
 N_TRAIN, N_VAL = 55, 20
 
@@ -61,21 +61,17 @@ def _read_outs(draw: int, n_sets: int) -> tuple[list, np.ndarray]:
         zv, dzv = coordinates(val, patterns, mean)
         zt = [coordinates(h, patterns, mean) for h in held]
         for m in COUNTS:
-            f = linear_branch_features(z[:, :m], dz[:, :m])
-            theta, *_ = maximise_neep(f, torch.zeros(f.shape[1], dtype=torch.float64),
-                                      lam=RIDGE * float((f ** 2).mean()))
+            theta = _fit(z[:, :m], dz[:, :m], RIDGE)
             ev = linear_branch_features(zv[:, :m], dzv[:, :m]).double() @ theta
-            se = float(ev.std() / len(ev) ** 0.5)
             test = np.concatenate([(linear_branch_features(a[:, :m], b[:, :m]).double()
                                     @ theta).numpy() for a, b in zt])
             rows.append({"blur": blur, "patterns": m, "val_objective": float(neep_objective(ev)),
-                         "significant": float(ev.mean()) > 3 * se, "test_ep": test})
+                         "significant": _in_se(ev) > SIGNIFICANCE, "test_ep": test})
     return rows, exact
 
 
 def _figures(ep: np.ndarray, exact: np.ndarray) -> dict:
-    return {"r2": float(np.corrcoef(ep, exact)[0, 1] ** 2),
-            "rate": float(ep.mean() / CHAIN["dt"])}
+    return {"r2": _r2(ep, exact), "rate": float(ep.mean() / CHAIN["dt"])}
 
 
 def one_draw(draw: int, n_sets: int, tops=(1, 3, 5)) -> dict:
