@@ -83,16 +83,18 @@ def _whole_frame(patterns: torch.Tensor):
 def _whole_family(model, data, fit, ev, units, norm, device, frames,
                   smoothings=SMOOTHINGS, polynomial: bool = True,
                   preferred: float | None = None, halt=never,
-                  subsampled: bool = False) -> tuple[dict, list]:
+                  subsampled: bool = False, bases: list | None = None) -> tuple[dict, list]:
     """Best whole-frame candidate over blur scales and pattern counts, and all tried;
     with ``polynomial``, the winner's polynomial branch too (:mod:`.nonlinear`).  With a
     ``preferred`` blur scale, its best candidate is kept unless another scale's is clearly
     better (:func:`_incumbent`).  When ``halt()`` turns true, no further candidate is
     tried once one is significant (the preferred scale is tried first).  ``subsampled``:
-    the ``fit`` windows are a part of the training windows (for ``capped_by``)."""
+    the ``fit`` windows are a part of the training windows (for ``capped_by``).
+    ``bases``: the principal patterns of ``frames`` at each of ``smoothings``, when they
+    were computed already (:func:`whole_frame_bases`)."""
     # The slots beyond the configured count are for local patterns (``tiles``).
     k_max = model.whole_frame_slots
-    patterns = [principal_patterns(frames, k_max, s)[0] for s in smoothings]
+    patterns = bases or whole_frame_bases(frames, k_max, smoothings)
     stack = torch.as_tensor(np.concatenate(patterns), dtype=torch.float32, device=device)
     z_fit, dz_fit = _coordinates(model, data, *fit, norm, device, _whole_frame(stack),
                                  len(stack))
@@ -135,6 +137,11 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames,
                                      model.n_even, model.n_odd)
         best["capped_by"] = limit if best.get("capped_at") else None
     return best, tried
+
+
+def whole_frame_bases(frames: np.ndarray, n: int, smoothings=SMOOTHINGS) -> list:
+    """The ``n`` principal patterns (n, H, W) of ``frames`` at each blur of ``smoothings``."""
+    return [principal_patterns(frames, n, s)[0] for s in smoothings]
 
 
 def _incumbent(best: dict, incumbent: dict, units: np.ndarray) -> dict:

@@ -43,6 +43,7 @@ from .warmstart import (
     _in_se,
     _ladder,
     _whole_family,
+    whole_frame_bases,
 )
 
 __all__ = ["WindowScan", "scan_window_lengths", "choose_window_length", "LADDER"]
@@ -159,10 +160,12 @@ def _blocks(range_of: np.ndarray, n_ranges: int) -> np.ndarray:
 
 
 def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns: int,
-               k: int, halt=never):
+               k: int, halt=never, bases: tuple | None = None):
     """Patterns chosen for windows of k frames (whole-frame family): (patterns, mean, blur),
-    or None when no fit is significant; ``halt`` as for the warm start's whole-frame
-    family (a user's Stop)."""
+    or None when no fit is significant; and the (frames, mean, principal patterns at each
+    blur) it chose from, which ``bases`` gives when a shorter reference computed them
+    already (a pattern's cost grows with the frame's area: seconds per blur on 64 x 64
+    frames).  ``halt`` as for the warm start's whole-frame family (a user's Stop)."""
     rng = np.random.default_rng([seed, 0x5CA1])
     model = EPNet(frames_per_input=k, frame_shape=data.frame_shape, channels=0,
                   n_patterns=n_patterns).to(device)
@@ -170,21 +173,25 @@ def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns
                     bin=data.bin)
     train, val = split.windows("train", k), split.windows("validation", k)
     if not train or not val:  # too few frames for windows of k in some part
-        return None
+        return None, bases
     tm, ts, _ = flat_windows(train)
     pick = np.sort(rng.choice(len(ts), size=min(FIT_WINDOWS, len(ts)), replace=False))
-    n_frames = max(100, min(SAMPLE_FRAMES, SAMPLE_PIXELS // int(np.prod(data.frame_shape))))
-    fp = np.sort(rng.choice(len(ts), size=min(n_frames, len(ts)), replace=False))
-    frames = np.concatenate([(data.frames(int(m), ts[fp][tm[fp] == m]) - norm.offset)
-                             / norm.scale for m in np.unique(tm[fp])])
-    mean = frames.mean(axis=0)
+    if bases is None:
+        n_frames = max(100, min(SAMPLE_FRAMES,
+                                SAMPLE_PIXELS // int(np.prod(data.frame_shape))))
+        fp = np.sort(rng.choice(len(ts), size=min(n_frames, len(ts)), replace=False))
+        frames = np.concatenate([(data.frames(int(m), ts[fp][tm[fp] == m]) - norm.offset)
+                                 / norm.scale for m in np.unique(tm[fp])])
+        bases = (frames, frames.mean(axis=0),
+                 whole_frame_bases(frames, model.whole_frame_slots))
+    frames, mean, patterns = bases
     model.set_patterns(np.zeros(model.patterns.shape), mean)
     val_m, val_s, units = flat_windows(val)
     best, _ = _whole_family(model, data, (tm[pick], ts[pick]), (val_m, val_s), units, norm,
-                            device, frames, polynomial=False, halt=halt)
+                            device, frames, polynomial=False, halt=halt, bases=patterns)
     if best is None:
-        return None
-    return best["patterns"], mean, best["smoothing"]
+        return None, bases
+    return (best["patterns"], mean, best["smoothing"]), bases
 
 
 def scan_window_lengths(data: MovieSet, split: Split, norm: Normalisation, *,
@@ -220,11 +227,12 @@ def scan_window_lengths(data: MovieSet, split: Split, norm: Normalisation, *,
     scan = WindowScan()
     # The patterns are chosen on the shortest window whose fit is significant: with much
     # noise, two frames may show nothing that longer windows show.
+    bases = None
     for k_ref in REFERENCE_LENGTHS:
         if k_ref > int(np.min(data.lengths)):
             break
-        ref = _reference(data, split, norm, device, seed, n_patterns, k_ref,
-                         halt=never if stop is None else stop.is_set)
+        ref, bases = _reference(data, split, norm, device, seed, n_patterns, k_ref,
+                                halt=never if stop is None else stop.is_set, bases=bases)
         if ref is not None or (max_seconds is not None
                                and time.perf_counter() - t0 > max_seconds) \
                 or (stop is not None and stop.is_set()):
