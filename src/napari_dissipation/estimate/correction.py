@@ -23,6 +23,7 @@ from .stationarity import (
     _n_blocks,
     _plane_coefs,
     _report,
+    all_movie_numbers,
     check_movies,
 )
 
@@ -150,7 +151,7 @@ def prepare_movies(movies, dt: float, names, *, correct: bool) -> tuple[list, li
     from .data import as_movie_list
 
     items, names = as_movie_list(movies, names)
-    numbers = [_movie_numbers(m, n) for m, n in zip(items, names, strict=True)]
+    numbers = all_movie_numbers(items, names)
     found = _report(numbers, dt)
     if not correct:
         return items, [f"{f.sentence[:-1]}; not corrected (nonstationarity=check): the rate "
