@@ -61,7 +61,10 @@ def test_two_gloo_processes_agree_with_one(movie_files, tmp_path):
     # Only rank 0 wrote, once, and the checkpoint folder is gone.
     assert proc.stdout.count("EP rate") == 1
     assert not (tmp_path / "two.partial").exists()
-    assert s2["iterations"] == s1["iterations"] == 300
+    # Both end at the same step, for the same reason: the network's probation (two
+    # evaluations, 200 steps) ends on every rank, not only on rank 0, which made the start.
+    assert s2["iterations"] == s1["iterations"] >= 200
+    assert s2["stop_reason"] == s1["stop_reason"]
     assert s2["n_transitions"] == s1["n_transitions"] == 8 * 999
     rows = (two / "stochastic_ep.csv").read_text().splitlines()
     assert len(rows) == 1 + 8 * 999

@@ -248,6 +248,8 @@ class _Loop:
         # Whether the weights kept at the start are a warm-start fit (not ΔS ≡ 0 or a
         # resumed run): only then is the network stage a challenger on probation.
         self.warm_kept = self.warm is not None and self.warm["family"] != "none"
+        if ctx.active:  # only rank 0 made the warm start; the probation ends on every rank
+            self.warm_kept = ctx.broadcast_object(self.warm_kept)
         self.net = ctx.wrap(model, device)  # DistributedDataParallel under torchrun
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
                                     weight_decay=cfg.weight_decay)
