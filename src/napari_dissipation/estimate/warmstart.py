@@ -80,22 +80,21 @@ def _whole_frame(patterns: torch.Tensor):
     return lambda t: t.flatten(2) @ flat
 
 
-def _whole_family(model, data, fit, ev, units, norm, device, frames,
+def _whole_family(model, data, fit, ev, units, norm, device, bases: list,
                   smoothings=SMOOTHINGS, polynomial: bool = True,
                   preferred: float | None = None, halt=never,
-                  subsampled: bool = False, bases: list | None = None) -> tuple[dict, list]:
+                  subsampled: bool = False) -> tuple[dict, list]:
     """Best whole-frame candidate over blur scales and pattern counts, and all tried;
     with ``polynomial``, the winner's polynomial branch too (:mod:`.nonlinear`).  With a
     ``preferred`` blur scale, its best candidate is kept unless another scale's is clearly
     better (:func:`_incumbent`).  When ``halt()`` turns true, no further candidate is
     tried once one is significant (the preferred scale is tried first).  ``subsampled``:
     the ``fit`` windows are a part of the training windows (for ``capped_by``).
-    ``bases``: the principal patterns of ``frames`` at each of ``smoothings``, when they
-    were computed already (:func:`whole_frame_bases`)."""
+    ``bases``: the model's whole-frame slots' worth of principal patterns at each of
+    ``smoothings`` (:func:`whole_frame_bases`)."""
     # The slots beyond the configured count are for local patterns (``tiles``).
     k_max = model.whole_frame_slots
-    patterns = bases or whole_frame_bases(frames, k_max, smoothings)
-    stack = torch.as_tensor(np.concatenate(patterns), dtype=torch.float32, device=device)
+    stack = torch.as_tensor(np.concatenate(bases), dtype=torch.float32, device=device)
     z_fit, dz_fit = _coordinates(model, data, *fit, norm, device, _whole_frame(stack),
                                  len(stack))
     z_ev, dz_ev = _coordinates(model, data, *ev, norm, device, _whole_frame(stack), len(stack))
@@ -123,7 +122,7 @@ def _whole_family(model, data, fit, ev, units, norm, device, frames,
                          {"family": "whole", "smoothing": s}, tried, NEWTON_VALUES, halt)
         if res is not None:
             winners.append(dict(res, family="whole", smoothing=s, n_patterns=m,
-                                patterns=patterns[i][:m], groups=None, tiles=[],
+                                patterns=bases[i][:m], groups=None, tiles=[],
                                 block=np.arange(i * k_max, i * k_max + m)))
     best = _simplest_near_best(winners, units) if winners else None
     incumbent = next((w for w in winners if w["smoothing"] == preferred), None)
@@ -229,7 +228,9 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
             return True
         return False
 
-    whole, tried = _whole_family(model, data, windows(n_fit), ev, units, norm, device, frames,
+    # Also the start when no fit is kept (blur SMOOTHINGS[0]), so computed once here.
+    bases = whole_frame_bases(frames, model.whole_frame_slots)
+    whole, tried = _whole_family(model, data, windows(n_fit), ev, units, norm, device, bases,
                                  preferred=preferred_smoothing, halt=poll,
                                  subsampled=n_fit < len(train_s))
     local, tried_local = _tile_family(model, data, windows(TILE_SCAN_WINDOWS),
@@ -243,7 +244,7 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
         # then took a minute to compute.
         start = np.zeros(model.patterns.shape)
         k_max = model.whole_frame_slots
-        start[:k_max] = principal_patterns(frames, k_max, SMOOTHINGS[0])[0]
+        start[:k_max] = bases[0]
         model.set_patterns(start, mean)
         return {"family": "none", "smoothing": SMOOTHINGS[0], "n_patterns": 0, "tiles": [],
                 "val_objective": ZERO_EP_OBJECTIVE, "val_mean_ep": 0.0, "cut_short": cut_short,

@@ -162,7 +162,7 @@ def _blocks(range_of: np.ndarray, n_ranges: int) -> np.ndarray:
 def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns: int,
                k: int, halt=never, bases: tuple | None = None):
     """Patterns chosen for windows of k frames (whole-frame family): (patterns, mean, blur),
-    or None when no fit is significant; and the (frames, mean, principal patterns at each
+    or None when no fit is significant; and the (mean frame, principal patterns at each
     blur) it chose from, which ``bases`` gives when a shorter reference computed them
     already (a pattern's cost grows with the frame's area: seconds per blur on 64 x 64
     frames).  ``halt`` as for the warm start's whole-frame family (a user's Stop)."""
@@ -182,13 +182,12 @@ def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns
         fp = np.sort(rng.choice(len(ts), size=min(n_frames, len(ts)), replace=False))
         frames = np.concatenate([(data.frames(int(m), ts[fp][tm[fp] == m]) - norm.offset)
                                  / norm.scale for m in np.unique(tm[fp])])
-        bases = (frames, frames.mean(axis=0),
-                 whole_frame_bases(frames, model.whole_frame_slots))
-    frames, mean, patterns = bases
+        bases = (frames.mean(axis=0), whole_frame_bases(frames, model.whole_frame_slots))
+    mean, patterns = bases
     model.set_patterns(np.zeros(model.patterns.shape), mean)
     val_m, val_s, units = flat_windows(val)
     best, _ = _whole_family(model, data, (tm[pick], ts[pick]), (val_m, val_s), units, norm,
-                            device, frames, polynomial=False, halt=halt, bases=patterns)
+                            device, patterns, polynomial=False, halt=halt)
     if best is None:
         return None, bases
     return (best["patterns"], mean, best["smoothing"]), bases
