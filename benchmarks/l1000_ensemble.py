@@ -41,9 +41,12 @@ from napari_dissipation.estimate.warmstart import SMOOTHINGS
 OUT = Path(__file__).parent / "results" / "estimator" / "l1000_ensemble.json"
 COUNTS = (2, 3, 4, 5, 6, 8, 10)
 N_TRAIN, N_VAL = 55, 20
+#: The estimator's whole-frame pattern slots (its default ``n_patterns``).
+SLOTS = 16
 
 
-def _read_outs(draw: int, n_sets: int) -> tuple[list, np.ndarray]:
+def _read_outs(draw: int, n_sets: int, blurs=SMOOTHINGS,
+               counts=COUNTS) -> tuple[list, np.ndarray]:
     """Every candidate's validation objective and pooled test ΔS, and the exact test EP."""
     sim = simulate.bead_spring(n_movies=N_TRAIN + N_VAL, seed=draw, **CHAIN)
     movies = np.asarray(sim.movies, dtype=np.float64)
@@ -55,12 +58,12 @@ def _read_outs(draw: int, n_sets: int) -> tuple[list, np.ndarray]:
     pick = np.random.default_rng(0).choice(N_TRAIN * CHAIN["n_frames"], 2000, replace=False)
     frames = train.reshape(-1, *train.shape[2:])[pick]
     rows = []
-    for blur in SMOOTHINGS:
-        patterns, mean = principal_patterns(frames, max(COUNTS), blur)
+    for blur in blurs:
+        patterns, mean = principal_patterns(frames, max(counts), blur)
         z, dz = coordinates(train, patterns, mean)
         zv, dzv = coordinates(val, patterns, mean)
         zt = [coordinates(h, patterns, mean) for h in held]
-        for m in COUNTS:
+        for m in counts:
             theta = _fit(z[:, :m], dz[:, :m], RIDGE)
             ev = linear_branch_features(zv[:, :m], dzv[:, :m]).double() @ theta
             test = np.concatenate([(linear_branch_features(a[:, :m], b[:, :m]).double()
@@ -74,8 +77,9 @@ def _figures(ep: np.ndarray, exact: np.ndarray) -> dict:
     return {"r2": _r2(ep, exact), "rate": float(ep.mean() / CHAIN["dt"])}
 
 
-def one_draw(draw: int, n_sets: int, tops=(1, 3, 5)) -> dict:
-    rows, exact = _read_outs(draw, n_sets)
+def one_draw(draw: int, n_sets: int, tops=(1, 3, 5), blurs=SMOOTHINGS,
+             counts=COUNTS) -> dict:
+    rows, exact = _read_outs(draw, n_sets, blurs, counts)
     ranked = sorted((r for r in rows if r["significant"]), key=lambda r: -r["val_objective"])
     out = {"draw": draw, "test_exact_rate": float(exact.mean() / CHAIN["dt"]),
            "ranking": [[r["blur"], r["patterns"], r["val_objective"],
@@ -84,8 +88,18 @@ def one_draw(draw: int, n_sets: int, tops=(1, 3, 5)) -> dict:
         out[f"top{n}"] = dict(_figures(np.mean([r["test_ep"] for r in ranked[:n]], axis=0),
                                        exact),
                               members=[[r["blur"], r["patterns"]] for r in ranked[:n]])
-    fixed = next(r for r in rows if r["blur"] == 8.0 and r["patterns"] == 4)
-    out["fixed_8px_4"] = _figures(fixed["test_ep"], exact)
+    for n in tops:  # as the model holds them: at most SLOTS patterns in all
+        kept, used = [], 0
+        for r in ranked:
+            if len(kept) < n and used + r["patterns"] <= SLOTS:
+                kept.append(r)
+                used += r["patterns"]
+        out[f"slots_top{n}"] = dict(_figures(np.mean([r["test_ep"] for r in kept], axis=0),
+                                             exact),
+                                    members=[[r["blur"], r["patterns"]] for r in kept])
+    fixed = next((r for r in rows if r["blur"] == 8.0 and r["patterns"] == 4), None)
+    if fixed is not None:
+        out["fixed_8px_4"] = _figures(fixed["test_ep"], exact)
     return out
 
 
@@ -93,21 +107,26 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--draws", type=int, nargs="+", default=[0, 11, 1, 2, 3])
     p.add_argument("--test-sets", type=int, default=10)
+    p.add_argument("--blurs", type=float, nargs="+", default=list(SMOOTHINGS))
+    p.add_argument("--counts", type=int, nargs="+", default=list(COUNTS))
+    p.add_argument("--tops", type=int, nargs="+", default=[1, 3, 5])
+    p.add_argument("--tag", default="", help="added to the result file's name")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     load = list(os.getloadavg())
     results = []
     for d in args.draws:
-        row = one_draw(d, args.test_sets)
+        row = one_draw(d, args.test_sets, tuple(args.tops), args.blurs, args.counts)
         results.append(row)
+        keys = [f"{p}top{n}" for p in ("", "slots_") for n in args.tops] + ["fixed_8px_4"] * ("fixed_8px_4" in row)
         print(f"draw {d}: " + ", ".join(
-            f"{k} R² {row[k]['r2']:.4f} rate {row[k]['rate']:.3f}"
-            for k in ("top1", "top3", "top5", "fixed_8px_4"))
+            f"{k} R² {row[k]['r2']:.4f} rate {row[k]['rate']:.3f}" for k in keys)
             + f" (test exact {row['test_exact_rate']:.3f})", flush=True)
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                          text=True, cwd=Path(__file__).parent).stdout.strip()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"draws": results, "load": load, "git": git,
+    out = OUT.with_name(f"{OUT.stem}{args.tag}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"draws": results, "load": load, "git": git,
                                "command": "python benchmarks/l1000_ensemble.py "
                                           + " ".join(sys.argv[1:])}, indent=1))
     return 0

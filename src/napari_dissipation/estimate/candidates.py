@@ -96,7 +96,8 @@ def _features(z: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
     return linear_branch_features(z.flatten(1), dz.flatten(1))
 
 
-def _fit(z_fit, dz_fit, z_ev, dz_ev, blocks: list, max_values: int | None = None) -> dict:
+def _fit(z_fit, dz_fit, z_ev, dz_ev, blocks: list, max_values: int | None = None,
+         start: torch.Tensor | None = None) -> dict:
     """Newton fit of a linear branch whose blocks couple only the patterns within them.
 
     ``blocks`` are index arrays into the coordinates' last axis; ``max_values``, if given,
@@ -109,23 +110,38 @@ def _fit(z_fit, dz_fit, z_ev, dz_ev, blocks: list, max_values: int | None = None
         return torch.cat([_features(z[:, :, b], dz[:, :, b]) for b in blocks], dim=1)
 
     n_params = sum(dz_fit.shape[1] * len(b) * (z_fit.shape[1] * len(b) + 1) for b in blocks)
-    return newton_fit(features, (z_fit, dz_fit, z_ev, dz_ev), n_params, max_values)
+    return newton_fit(features, (z_fit, dz_fit, z_ev, dz_ev), n_params, max_values, start)
 
 
-def newton_fit(features, coords: tuple, n_params: int, max_values: int | None) -> dict:
+def padded_theta(theta: torch.Tensor, q_odd: int, q_even: int, m_old: int,
+                 m_new: int) -> torch.Tensor:
+    """A one-block θ of ``m_old`` patterns as θ of ``m_new`` >= m_old (the same read-out:
+    zeros for the added patterns), in the layout of :func:`_fit`."""
+    n_w = q_odd * m_old * q_even * m_old
+    w = torch.zeros(q_odd, m_new, q_even, m_new, dtype=theta.dtype)
+    w[:, :m_old, :, :m_old] = theta[:n_w].view(q_odd, m_old, q_even, m_old)
+    b = torch.zeros(q_odd, m_new, dtype=theta.dtype)
+    b[:, :m_old] = theta[n_w:].view(q_odd, m_old)
+    return torch.cat([w.reshape(-1), b.reshape(-1)])
+
+
+def newton_fit(features, coords: tuple, n_params: int, max_values: int | None,
+               start: torch.Tensor | None = None) -> dict:
     """Newton fit of the read-out on ``features(z, dz)`` (rows: windows), penalised by
     RIDGE, and its held-out figures.
 
     ``coords`` are (z_fit, dz_fit, z_ev, dz_ev); with ``max_values``, every n-th training
     window is taken so that windows x ``n_params`` stays under it (Newton's steps cost
     N P²).  Returns the held-out objective and mean EP per window, whether that mean is
-    significant, θ and the held-out windows' EP.
+    significant, θ and the held-out windows' EP.  ``start``: where Newton's steps start
+    (:func:`~.readout.maximise_neep`).
     """
     z_fit, dz_fit, z_ev, dz_ev = coords
     step = 1 if max_values is None else max(1, -(-len(z_fit) * n_params // max_values))
     f_fit = features(z_fit[::step], dz_fit[::step])
     lam = RIDGE * _mean_square(f_fit)
-    theta, *_ = maximise_neep(f_fit, torch.zeros(f_fit.shape[1], dtype=torch.float64), lam=lam)
+    theta, *_ = maximise_neep(f_fit, torch.zeros(f_fit.shape[1], dtype=torch.float64), lam=lam,
+                              start=start)
     del f_fit
     ep = features(z_ev, dz_ev).double() @ theta
     # Picking the best of many fits would often "find" EP in noise: a candidate counts

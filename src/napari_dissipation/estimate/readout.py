@@ -36,7 +36,8 @@ def _matvec(features: torch.Tensor, theta: torch.Tensor, chunk: int = CHUNK) -> 
 
 @torch.no_grad()
 def maximise_neep(features: torch.Tensor, theta0: torch.Tensor, *, lam: float = 0.0,
-                  max_steps: int = 20) -> tuple[torch.Tensor, float, float, int]:
+                  max_steps: int = 20,
+                  start: torch.Tensor | None = None) -> tuple[torch.Tensor, float, float, int]:
     """Newton's method for θ maximising <F θ − exp(−F θ)> − lam |θ − θ_0|² / 2.
 
     Parameters
@@ -49,6 +50,9 @@ def maximise_neep(features: torch.Tensor, theta0: torch.Tensor, *, lam: float = 
     lam : float
         Penalty strength (absolute).
     max_steps : int
+    start : Tensor, shape (P,), optional
+        Where the steps start (default θ_0), e.g. a nearby problem's optimum: with a
+        penalty the optimum is unique, and a start near it saves steps.
 
     Returns
     -------
@@ -58,9 +62,12 @@ def maximise_neep(features: torch.Tensor, theta0: torch.Tensor, *, lam: float = 
     steps : int
     """
     theta0 = theta0.double()
-    theta = theta0.clone()
     n = len(features)
-    current = before = _objective(features, theta, theta0, lam)
+    before = _objective(features, theta0, theta0, lam)
+    theta = theta0.clone() if start is None else start.double().clone()
+    current = before if start is None else _objective(features, theta, theta0, lam)
+    if current < before:  # a start worse than θ_0 is no help
+        theta, current = theta0.clone(), before
     eye = torch.eye(len(theta), dtype=torch.float64)
     steps = 0
     for _ in range(max_steps):
@@ -68,10 +75,13 @@ def maximise_neep(features: torch.Tensor, theta0: torch.Tensor, *, lam: float = 
         grad = -lam * (theta - theta0)
         hess = lam * eye
         for a in range(0, n, CHUNK):
-            f = features[a: a + CHUNK].double()
+            f32 = features[a: a + CHUNK]
+            f = f32.double()
             w = safe_exp_neg(f @ theta)
             grad += (f * (1.0 + w)[:, None]).sum(dim=0) / n
-            hess += (f * w[:, None]).T @ f / n
+            # The curvature only steers the step (the line search and the float64
+            # gradient decide where it ends): single precision, half the time of a step.
+            hess += ((f32 * w.float()[:, None]).T @ f32).double() / n
         try:
             step = torch.linalg.solve(hess, grad)
         except RuntimeError:
@@ -132,7 +142,7 @@ def refit_readout(model, features: torch.Tensor, *, ridge: float = 1e-3,
 
 @torch.no_grad()
 def readout_sd(features: torch.Tensor, units: np.ndarray, theta: torch.Tensor, lam: float,
-               direction: torch.Tensor) -> float:
+               direction: torch.Tensor, blocks: list | None = None) -> float:
     """Standard deviation of ``direction · θ̂`` from the training noise of the read-out θ̂.
 
     θ̂ maximises the NEEP objective over training windows, so it carries their sampling
@@ -155,21 +165,44 @@ def readout_sd(features: torch.Tensor, units: np.ndarray, theta: torch.Tensor, l
     direction : Tensor, shape (P,)
         Mean read-out features of the held-out windows: ``direction · θ`` is their mean EP
         per window.
+    blocks : list of ndarray of int, optional
+        For a read-out that is the equal average of read-outs fitted one by one
+        (:func:`~napari_dissipation.estimate.warmstart._blend`): the columns of each.  Each
+        carries the noise of its own fit, and the average the average of their noises; one
+        sandwich over all columns would instead describe a joint fit, whose curvature is
+        nearly singular when the members' patterns span nearly the same frames.
 
     Returns
     -------
     float
         Standard deviation of the held-out mean EP per window, k_B.
     """
-    theta = theta.double()
-    used = torch.nonzero(features.abs().amax(dim=0) > 0).flatten()
+    theta, direction = theta.double(), direction.double()
     n = len(features)
     labels = np.unique(units, return_inverse=True)[1]
     n_units = int(labels.max()) + 1 if n else 0
-    if n_units < 2 or len(used) == 0:
+    if n_units < 2:
         return 0.0
     lab = torch.as_tensor(labels)
-    p = len(used)
+    if blocks is None:
+        blocks = [np.arange(features.shape[1])]
+    # Each unit's share of the held-out mean's deviation, over the members.
+    share = torch.zeros(n_units, dtype=torch.float64)
+    for cols in blocks:
+        cols = torch.as_tensor(cols)
+        share += _unit_shares(features[:, cols], lab, n_units, len(blocks) * theta[cols], lam,
+                              direction[cols]) / len(blocks)
+    return float(torch.sqrt(share @ share / n**2 * n_units / (n_units - 1)))
+
+
+def _unit_shares(features: torch.Tensor, lab: torch.Tensor, n_units: int, theta: torch.Tensor,
+                 lam: float, direction: torch.Tensor) -> torch.Tensor:
+    """``c · (g_u − n_u ḡ)`` for each unit u, with ``c = H⁻¹ direction``: the sandwich's
+    terms (:func:`readout_sd`) of one fit with parameters ``theta``, (n_units,)."""
+    used = torch.nonzero(features.abs().amax(dim=0) > 0).flatten()
+    if len(used) == 0:
+        return torch.zeros(n_units, dtype=torch.float64)
+    n, p = len(features), len(used)
     hess = lam * torch.eye(p, dtype=torch.float64)
     sums = torch.zeros(n_units, p, dtype=torch.float64)
     for a in range(0, n, CHUNK):
@@ -179,6 +212,5 @@ def readout_sd(features: torch.Tensor, units: np.ndarray, theta: torch.Tensor, l
         sums.index_add_(0, lab[a: a + CHUNK], f * (1.0 + w)[:, None])
     counts = torch.bincount(lab, minlength=n_units).double()
     centred = sums - counts[:, None] * (sums.sum(dim=0) / n)
-    meat = centred.T @ centred / n**2 * n_units / (n_units - 1)
-    c = torch.linalg.lstsq(hess, direction.double()[used, None]).solution[:, 0]
-    return float(torch.sqrt(torch.clamp(c @ meat @ c, min=0.0)))
+    c = torch.linalg.lstsq(hess, direction[used, None]).solution[:, 0]
+    return centred @ c

@@ -433,10 +433,14 @@ class _Loop:
             # refit after it was ever kept (none of 95 benchmark records whose warm start
             # was unbeaten), and on the filament network the refit took 35 of 176 s.
             unbeaten = self.warm_kept and state.best_iter == 0
+            warm = state.history[0].get("warm_start") if state.history else None
+            blend = (warm or {}).get("blend") if self.warm_kept and state.best_iter == 0 \
+                else None
             refit = _refit(self.model, self.data, self.train_m, self.train_s,
                            self.train_units, self.eval_units, self.best_eps,
                            self.norm, self.device, self.rng,
-                           refit=not (stopped or unbeaten), quick=stopped)
+                           refit=not (stopped or unbeaten), quick=stopped,
+                           members=None if blend is None else [m for _, m in blend])
         if ctx.active:  # rank 0's refit result and final weights on every rank
             refit = ctx.broadcast_object(refit)
             ctx.broadcast_state(self.model)
@@ -460,7 +464,8 @@ def _forward_precision(device, enabled: bool):
 
 
 def _refit(model, data, train_m, train_s, train_u, eval_units, before_eps: np.ndarray,
-           norm, device, rng, *, refit: bool = True, quick: bool = False) -> dict:
+           norm, device, rng, *, refit: bool = True, quick: bool = False,
+           members: list | None = None) -> dict:
     """Newton refit of the read-out on training windows; kept only if clearly better.
 
     ``before_eps`` is the held-out EP of each window of ``eval_units`` under the model as
@@ -470,7 +475,9 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, before_eps: np.nd
     chance gain on the validation windows would fit their noise.  ``refit=False`` only
     measures the read-out's training noise; ``quick`` on fewer windows (after a user's
     Stop, who waits for the result).
-    ``train_u`` is the independent unit of each training window.  Returns the refit's
+    ``train_u`` is the independent unit of each training window.  ``members``: the
+    pattern counts of a kept blend of read-outs (:func:`~.warmstart._blend`), whose noise
+    is that of its members' fits (:func:`~.readout.readout_sd`).  Returns the refit's
     figures, ``kept``, and ``readout_sd``: the training noise of the final read-out, as
     the standard deviation of the held-out mean EP per window (k_B).
     """
@@ -517,7 +524,26 @@ def _refit(model, data, train_m, train_s, train_u, eval_units, before_eps: np.nd
         ev_m, ev_s = ev_m[some], ev_s[some]
     direction = features(ev_m, ev_s).double().mean(dim=0)
     lam = out.get("lam", 0.0)
+    blocks = None if members is None or out["kept"] else _member_columns(model, members)
     out["readout_sd"] = readout_sd(feats, train_u[pick], model.readout_params()[columns], lam,
-                                   direction)
+                                   direction, blocks)
+    return out
+
+
+def _member_columns(model, counts: list) -> list:
+    """Positions in ``model.readout_columns()`` of each blend member's read-out: the
+    linear branch's weights and biases of its patterns (members hold consecutive patterns,
+    ``counts`` of them, from the first)."""
+    columns = model.readout_columns().numpy()
+    k = model.n_patterns
+    row = np.arange(model.n_odd * k) % k
+    col = np.arange(model.n_even * k) % k
+    out, first = [], 0
+    for m in counts:
+        mine_r, mine_c = (row >= first) & (row < first + m), (col >= first) & (col < first + m)
+        # readout_params starts with the weights (row-major) and then the biases.
+        params = np.flatnonzero(np.concatenate([(mine_r[:, None] & mine_c).ravel(), mine_r]))
+        out.append(np.searchsorted(columns, params))
+        first += m
     return out
 

@@ -34,21 +34,24 @@ import torch
 
 from .candidates import (
     OBJECTIVE_SE,
+    SIGNIFICANCE,
     WINDOWS_PER_PARAM,
     _contributions,
     _coordinates,
-    _ladder,
+    _fit,
     _n_params,
     _preferred,
     _simplest_near_best,
     _windows,
     count_limit,
+    ladder_of,
     never,
+    padded_theta,
 )
 from .candidates import _in_se as _in_se  # re-exported: window_length.py imports it here
 from .model import EPNet, principal_patterns
 from .nonlinear import set_polynomial, with_polynomial
-from .objective import ZERO_EP_OBJECTIVE
+from .objective import ZERO_EP_OBJECTIVE, neep_objective
 from .stats import flat_windows
 from .temporal import expand_theta, project, temporal_basis
 from .tiles import TILE_FIT_PIXELS, TILE_FIT_WINDOWS, TILE_SCAN_WINDOWS, _tile_family, tile_grid
@@ -56,7 +59,10 @@ from .tiles import TILE_FIT_PIXELS, TILE_FIT_WINDOWS, TILE_SCAN_WINDOWS, _tile_f
 __all__ = ["warm_start", "SMOOTHINGS", "PATTERN_COUNTS"]
 
 #: Blur scales tried, in (binned) pixels.
-SMOOTHINGS = (0.0, 2.0, 4.0, 8.0)
+SMOOTHINGS = (0.0, 2.0, 4.0, 8.0, 12.0)
+#: Whole-frame read-outs averaged (the best by held-out objective, over all blurs and
+#: counts; :func:`_blend`).
+BLEND_MEMBERS = 3
 #: Pattern counts tried, up to the model's ``n_patterns``.
 PATTERN_COUNTS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 #: Training windows the candidate fits are made on: at most this many, and at most
@@ -83,9 +89,11 @@ def _whole_frame(patterns: torch.Tensor):
 def _whole_family(model, data, fit, ev, units, norm, device, bases: list,
                   smoothings=SMOOTHINGS, polynomial: bool = True,
                   preferred: float | None = None, halt=never,
-                  subsampled: bool = False) -> tuple[dict, list]:
+                  subsampled: bool = False, blend: bool = False) -> tuple[dict, list]:
     """Best whole-frame candidate over blur scales and pattern counts, and all tried;
-    with ``polynomial``, the winner's polynomial branch too (:mod:`.nonlinear`).  With a
+    with ``polynomial``, the winner's polynomial branch too (:mod:`.nonlinear`), and with
+    ``blend`` (when no polynomial branch won) the average of the best few (:func:`_blend`)
+    when the winner is not preferred to it.  With a
     ``preferred`` blur scale, its best candidate is kept unless another scale's is clearly
     better (:func:`_incumbent`).  When ``halt()`` turns true, no further candidate is
     tried once one is significant (the preferred scale is tried first).  ``subsampled``:
@@ -112,30 +120,88 @@ def _whole_family(model, data, fit, ev, units, norm, device, bases: list,
     nxt = counts[len(affordable)] if len(affordable) < len(counts) else beyond
     limit = count_limit(nxt > k_max, _n_params(model, nxt), most, MAX_PARAMS, subsampled)
     counts = affordable
-    tried, winners = [], []
+    tried, winners, pool = [], [], []
+    coords = (z_fit, dz_fit, z_ev, dz_ev)
+
+    def fit_of(m, i):
+        # Each count starts from the last count's optimum at this blur: fewer Newton steps
+        # (the optimum is the same).
+        last = next((p for p in reversed(pool) if p["smoothing"] == smoothings[i]), None)
+        start = None if last is None else padded_theta(
+            last["theta"], dz_fit.shape[1], z_fit.shape[1], last["n_patterns"], m)
+        res = _fit(*coords, [np.arange(i * k_max, i * k_max + m)], NEWTON_VALUES, start)
+        pool.append(_member(res, smoothings[i], m, bases[i][:m], i * k_max))
+        return res
     for i in sorted(range(len(smoothings)), key=lambda i: smoothings[i] != preferred):
         s = smoothings[i]
         if winners and halt():
             break
-        m, res = _ladder(counts, lambda m, i=i: [np.arange(i * k_max, i * k_max + m)],
-                         (z_fit, dz_fit, z_ev, dz_ev), units,
-                         {"family": "whole", "smoothing": s}, tried, NEWTON_VALUES, halt)
+        m, res = ladder_of(counts, lambda m, i=i: fit_of(m, i), units,
+                           {"family": "whole", "smoothing": s}, tried, halt)
         if res is not None:
-            winners.append(dict(res, family="whole", smoothing=s, n_patterns=m,
-                                patterns=bases[i][:m], groups=None, tiles=[],
-                                block=np.arange(i * k_max, i * k_max + m)))
+            # ``res`` may carry ``capped_at`` beyond the pooled fit's figures.
+            winners.append(dict(next(p for p in pool if p["theta"] is res["theta"]), **res))
     best = _simplest_near_best(winners, units) if winners else None
     incumbent = next((w for w in winners if w["smoothing"] == preferred), None)
     if incumbent is not None:
         best = _incumbent(best, incumbent, units)
     if best is not None and polynomial and not halt():
-        best = with_polynomial(best, (z_fit, dz_fit, z_ev, dz_ev), units, even, odd,
-                               model.n_even, most, tried, NEWTON_VALUES)
+        best = with_polynomial(best, coords, units, even, odd, model.n_even, most, tried,
+                               NEWTON_VALUES)
+    if best is not None and blend and not best.get("poly") and not halt():
+        best = _blend(best, winners, units, k_max, tried)
     if best is not None:
-        best["theta"] = expand_theta(best["theta"], [np.arange(best["n_patterns"])], even, odd,
+        best["theta"] = expand_theta(best["theta"], _blocks(best), even, odd,
                                      model.n_even, model.n_odd)
         best["capped_by"] = limit if best.get("capped_at") else None
     return best, tried
+
+
+def _member(res: dict, smoothing: float, m: int, patterns: np.ndarray, first: int) -> dict:
+    """A whole-frame fit of m patterns at one blur, as a candidate of the warm start."""
+    return dict(res, family="whole", smoothing=smoothing, n_patterns=m, patterns=patterns,
+                groups=None, tiles=[], block=np.arange(first, first + m))
+
+
+def _blocks(fit: dict) -> list:
+    """The pattern index blocks of a fit's θ, in θ's order (one per blend member)."""
+    if fit["groups"] is None:
+        return [np.arange(fit["n_patterns"])]
+    return [np.flatnonzero(fit["groups"] == g) for g in np.unique(fit["groups"])]
+
+
+def _blend(best: dict, pool: list, units: np.ndarray, slots: int, tried: list) -> dict:
+    """The equal average of the BLEND_MEMBERS significant fits with the best held-out
+    objectives (any blur, any count; at most ``slots`` patterns in all), unless ``best``
+    is preferred to it (:func:`~.candidates._preferred`).
+
+    Each member is a bilinear read-out on its own patterns, so the average is one read-out
+    whose patterns are coupled only within a member (``groups``); the NEEP objective is
+    concave in ΔS, so the average's is at least its members' mean.  Near-equal fits at
+    different blurs err differently on rare states, and which of them validation ranks
+    first varies with the movies drawn: the average is more accurate per transition than
+    the one picked (measurements in docs/benchmarks.md).
+    """
+    ranked = sorted((p for p in pool if p["significant"]), key=lambda p: -p["val_objective"])
+    members, used = [], 0
+    for p in ranked:
+        if len(members) < BLEND_MEMBERS and used + p["n_patterns"] <= slots:
+            members.append(p)
+            used += p["n_patterns"]
+    if len(members) < 2:
+        return best
+    ep = torch.stack([p["ep"] for p in members]).mean(dim=0)
+    mixed = dict(best, ep=ep, val_objective=float(neep_objective(ep)),
+                 val_mean_ep=float(ep.mean()), significant=_in_se(ep) > SIGNIFICANCE,
+                 theta=torch.cat([p["theta"] for p in members]) / len(members),
+                 n_patterns=used, patterns=np.concatenate([p["patterns"] for p in members]),
+                 groups=np.repeat(np.arange(len(members)), [p["n_patterns"] for p in members]),
+                 smoothing=members[0]["smoothing"], poly=None,
+                 blend=[[p["smoothing"], p["n_patterns"]] for p in members])
+    tried.append({"family": "blend", "members": mixed["blend"], "n_patterns": used,
+                  "val_objective": mixed["val_objective"], "val_mean_ep": mixed["val_mean_ep"],
+                  "significant": mixed["significant"]})
+    return best if _preferred(best, mixed, units) else mixed
 
 
 def whole_frame_bases(frames: np.ndarray, n: int, smoothings=SMOOTHINGS) -> list:
@@ -232,7 +298,7 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     bases = whole_frame_bases(frames, model.whole_frame_slots)
     whole, tried = _whole_family(model, data, windows(n_fit), ev, units, norm, device, bases,
                                  preferred=preferred_smoothing, halt=poll,
-                                 subsampled=n_fit < len(train_s))
+                                 subsampled=n_fit < len(train_s), blend=True)
     local, tried_local = _tile_family(model, data, windows(TILE_SCAN_WINDOWS),
                                       windows(n_tile_fit), ev, units, norm, device, frames,
                                       halt=poll, subsampled=n_tile_fit < len(train_s))
@@ -264,7 +330,7 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
     _set_linear_branch(model, best["theta"], block_of)
     set_polynomial(model, best.get("poly"))
     return {"family": best["family"], "smoothing": best["smoothing"], "n_patterns": n,
-            "polynomial": (best.get("poly") or {}).get("spec"),
+            "polynomial": (best.get("poly") or {}).get("spec"), "blend": best.get("blend"),
             "tiles": best["tiles"], "val_objective": best["val_objective"],
             "val_mean_ep": best["val_mean_ep"], "cut_short": cut_short,
             "capped_at": best.get("capped_at"), "capped_by": best.get("capped_by"),

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .candidates import never
+from .candidates import _ladder, never
 from .data import MovieSet, Normalisation
 from .model import EPNet, linear_branch_features
 from .objective import ZERO_EP_OBJECTIVE
@@ -41,7 +41,6 @@ from .warmstart import (
     SAMPLE_PIXELS,
     WINDOWS_PER_PARAM,
     _in_se,
-    _ladder,
     _whole_family,
     whole_frame_bases,
 )
