@@ -109,7 +109,8 @@ class FitResult:
     def model_stage(self) -> str:
         """Which stage produced the kept model, in words.
 
-        ``"warm start"`` (the concave fit on principal patterns), ``"network, step N"``
+        ``"warm start"`` (the concave fit on principal patterns; ``"warm start (average
+        of n read-outs)"`` for an average of fits at several blurs), ``"network, step N"``
         (stochastic training beat it), or ``"none"`` (ΔS ≡ 0), followed by
         ``" + read-out refit"`` when the final Newton refit of the read-out was kept.
         """
@@ -118,6 +119,8 @@ class FitResult:
             stage = f"network, step {self.best_iteration}"
         elif warm is not None and warm.get("family") != "none":
             stage = "warm start"
+            if warm.get("blend"):
+                stage += f" (average of {len(warm['blend'])} read-outs)"
         else:
             stage = "none"
         if any(h.get("readout_refit") for h in self.history):
