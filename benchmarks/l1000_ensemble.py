@@ -14,8 +14,12 @@ antisymmetric and splits over pixels like each of them; the NEEP objective is co
 ΔS, so the average's objective is at least the mean of its members'::
 
     python benchmarks/l1000_ensemble.py --draws 0 11 1 2 3
+    python benchmarks/l1000_ensemble.py --blurs 4 8 12 --counts 2 3 4 5 6 8 10 \
+        --tops 3 4 5 --tag _b4_8_12
 
-Writes ``benchmarks/results/estimator/l1000_ensemble.json``.
+``slots_top<n>`` keeps the best n that fit in the estimator's 16 whole-frame pattern slots
+together (the members a model can hold).  Writes
+``benchmarks/results/estimator/l1000_ensemble<tag>.json``.
 """
 
 from __future__ import annotations
@@ -118,7 +122,8 @@ def main(argv=None) -> int:
     for d in args.draws:
         row = one_draw(d, args.test_sets, tuple(args.tops), args.blurs, args.counts)
         results.append(row)
-        keys = [f"{p}top{n}" for p in ("", "slots_") for n in args.tops] + ["fixed_8px_4"] * ("fixed_8px_4" in row)
+        keys = [f"{p}top{n}" for p in ("", "slots_") for n in args.tops]
+        keys += ["fixed_8px_4"] * ("fixed_8px_4" in row)
         print(f"draw {d}: " + ", ".join(
             f"{k} R² {row[k]['r2']:.4f} rate {row[k]['rate']:.3f}" for k in keys)
             + f" (test exact {row['test_exact_rate']:.3f})", flush=True)

@@ -60,6 +60,10 @@ __all__ = ["warm_start", "SMOOTHINGS", "PATTERN_COUNTS"]
 
 #: Blur scales tried, in (binned) pixels.
 SMOOTHINGS = (0.0, 2.0, 4.0, 8.0, 12.0)
+#: Those of the window-length scan's reference fit, which compares window lengths and
+#: does not average: with 12 px there, the field of nine particles' scan moved from 2 to 3
+#: frames, where the final fit read 37% low instead of 2% (docs/benchmarks.md).
+SCAN_SMOOTHINGS = (0.0, 2.0, 4.0, 8.0)
 #: Whole-frame read-outs averaged (the best by held-out objective, over all blurs and
 #: counts; :func:`_blend`).
 BLEND_MEMBERS = 3

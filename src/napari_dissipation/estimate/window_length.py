@@ -39,6 +39,7 @@ from .warmstart import (
     PATTERN_COUNTS,
     SAMPLE_FRAMES,
     SAMPLE_PIXELS,
+    SCAN_SMOOTHINGS,
     WINDOWS_PER_PARAM,
     _in_se,
     _whole_family,
@@ -181,12 +182,13 @@ def _reference(data: MovieSet, split: Split, norm, device, seed: int, n_patterns
         fp = np.sort(rng.choice(len(ts), size=min(n_frames, len(ts)), replace=False))
         frames = np.concatenate([(data.frames(int(m), ts[fp][tm[fp] == m]) - norm.offset)
                                  / norm.scale for m in np.unique(tm[fp])])
-        bases = (frames.mean(axis=0), whole_frame_bases(frames, model.whole_frame_slots))
+        bases = (frames.mean(axis=0),
+                 whole_frame_bases(frames, model.whole_frame_slots, SCAN_SMOOTHINGS))
     mean, patterns = bases
     model.set_patterns(np.zeros(model.patterns.shape), mean)
     val_m, val_s, units = flat_windows(val)
     best, _ = _whole_family(model, data, (tm[pick], ts[pick]), (val_m, val_s), units, norm,
-                            device, patterns, polynomial=False, halt=halt)
+                            device, patterns, SCAN_SMOOTHINGS, polynomial=False, halt=halt)
     if best is None:
         return None, bases
     return (best["patterns"], mean, best["smoothing"]), bases
