@@ -182,13 +182,14 @@ CASES = {
 }
 
 
-def table() -> str:
-    """The results as markdown rows: one per case, then one per coverage data set."""
+def table(tag: str = "") -> str:
+    """The results (files with ``tag``) as markdown rows: one per case, then one per
+    coverage data set."""
     head = ("| case | rate (95% CI), k_B/s | exact | bias vs same transitions | exact in CI "
             "| test R² | fit time | steps (stop) | warm start (blur, patterns) |\n"
             "|---|---|---|---|---|---|---|---|---|")
     rows = [head]
-    names = [*CASES] + [f"coverage_{i}" for i in range(10)]
+    names = [f"{c}{tag}" for c in CASES] + [f"coverage{tag}_{i}" for i in range(10)]
     for name in names:
         path = OUT / f"{name}.json"
         if not path.exists():
@@ -204,8 +205,15 @@ def table() -> str:
             f"{bias} | {'yes' if r['exact_in_ci'] else '**no**'} | "
             f"{'—' if r2 is None or r2 != r2 else f'{r2:.3f}'} | {r['fit_seconds']:.0f} s | "
             f"{r['iterations']} ({r['stop_reason']}) | "
-            f"{warm.get('smoothing', '—')} px, {warm.get('n_patterns', '—')} |")
+            f"{_warm_cell(warm)} |")
     return "\n".join(rows)
+
+
+def _warm_cell(warm: dict) -> str:
+    """The warm start's blur and pattern count, or each averaged read-out's."""
+    if warm.get("blend"):
+        return "average of " + ", ".join(f"{b:g} px {m}" for b, m in warm["blend"])
+    return f"{warm.get('smoothing', '—')} px, {warm.get('n_patterns', '—')}"
 
 
 def parse_options(pairs: list[str]) -> dict:
@@ -232,7 +240,7 @@ def main():
     extra.update(parse_options(args.option))
     OUT.mkdir(parents=True, exist_ok=True)
     if args.case == "table":
-        print(table())
+        print(table(args.tag))
         return
     if args.case == "coverage":
         for i in range(10):

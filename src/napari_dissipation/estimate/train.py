@@ -434,8 +434,7 @@ class _Loop:
             # was unbeaten), and on the filament network the refit took 35 of 176 s.
             unbeaten = self.warm_kept and state.best_iter == 0
             warm = state.history[0].get("warm_start") if state.history else None
-            blend = (warm or {}).get("blend") if self.warm_kept and state.best_iter == 0 \
-                else None
+            blend = (warm or {}).get("blend") if unbeaten else None
             refit = _refit(self.model, self.data, self.train_m, self.train_s,
                            self.train_units, self.eval_units, self.best_eps,
                            self.norm, self.device, self.rng,

@@ -64,8 +64,8 @@ SMOOTHINGS = (0.0, 2.0, 4.0, 8.0, 12.0)
 #: does not average: with 12 px there, the field of nine particles' scan moved from 2 to 3
 #: frames, where the final fit read 37% low instead of 2% (docs/benchmarks.md).
 SCAN_SMOOTHINGS = (0.0, 2.0, 4.0, 8.0)
-#: Whole-frame read-outs averaged (the best by held-out objective, over all blurs and
-#: counts; :func:`_blend`).
+#: Whole-frame read-outs averaged: the best by held-out objective of those chosen at each
+#: blur (:func:`_blend`).
 BLEND_MEMBERS = 3
 #: Pattern counts tried, up to the model's ``n_patterns``.
 PATTERN_COUNTS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
@@ -174,10 +174,14 @@ def _blocks(fit: dict) -> list:
     return [np.flatnonzero(fit["groups"] == g) for g in np.unique(fit["groups"])]
 
 
-def _blend(best: dict, pool: list, units: np.ndarray, slots: int, tried: list) -> dict:
-    """The equal average of the BLEND_MEMBERS significant fits with the best held-out
-    objectives (any blur, any count; at most ``slots`` patterns in all), unless ``best``
-    is preferred to it (:func:`~.candidates._preferred`).
+def _blend(best: dict, winners: list, units: np.ndarray, slots: int, tried: list) -> dict:
+    """The equal average of the BLEND_MEMBERS fits of ``winners`` (the fit chosen at each
+    blur) with the best held-out objectives (at most ``slots`` patterns in all), unless
+    ``best`` is preferred to it (:func:`~.candidates._preferred`).
+
+    Not the best of every fit tried: a fit of many patterns can rank first by noise and
+    extrapolate badly on rare states (on l1000, 8 px with 10 patterns in the average gave
+    R² 0.958 against 0.984; docs/benchmarks.md).
 
     Each member is a bilinear read-out on its own patterns, so the average is one read-out
     whose patterns are coupled only within a member (``groups``); the NEEP objective is
@@ -186,7 +190,7 @@ def _blend(best: dict, pool: list, units: np.ndarray, slots: int, tried: list) -
     first varies with the movies drawn: the average is more accurate per transition than
     the one picked (measurements in docs/benchmarks.md).
     """
-    ranked = sorted((p for p in pool if p["significant"]), key=lambda p: -p["val_objective"])
+    ranked = sorted((p for p in winners if p["significant"]), key=lambda p: -p["val_objective"])
     members, used = [], 0
     for p in ranked:
         if len(members) < BLEND_MEMBERS and used + p["n_patterns"] <= slots:
