@@ -124,18 +124,17 @@ def _whole_family(model, data, fit, ev, units, norm, device, bases: list,
     nxt = counts[len(affordable)] if len(affordable) < len(counts) else beyond
     limit = count_limit(nxt > k_max, _n_params(model, nxt), most, MAX_PARAMS, subsampled)
     counts = affordable
-    tried, winners, pool = [], [], []
+    tried, winners, last = [], [], {}
     coords = (z_fit, dz_fit, z_ev, dz_ev)
 
     def fit_of(m, i):
         # Each count starts from the last count's optimum at this blur: fewer Newton steps
         # (the optimum is the same).
-        last = next((p for p in reversed(pool) if p["smoothing"] == smoothings[i]), None)
-        start = None if last is None else padded_theta(
-            last["theta"], dz_fit.shape[1], z_fit.shape[1], last["n_patterns"], m)
+        start = None if i not in last else padded_theta(
+            last[i]["theta"], dz_fit.shape[1], z_fit.shape[1], last[i]["n_patterns"], m)
         res = _fit(*coords, [np.arange(i * k_max, i * k_max + m)], NEWTON_VALUES, start)
-        pool.append(_member(res, smoothings[i], m, bases[i][:m], i * k_max))
-        return res
+        last[i] = _member(res, smoothings[i], m, bases[i][:m], i * k_max)
+        return last[i]
     for i in sorted(range(len(smoothings)), key=lambda i: smoothings[i] != preferred):
         s = smoothings[i]
         if winners and halt():
@@ -143,8 +142,7 @@ def _whole_family(model, data, fit, ev, units, norm, device, bases: list,
         m, res = ladder_of(counts, lambda m, i=i: fit_of(m, i), units,
                            {"family": "whole", "smoothing": s}, tried, halt)
         if res is not None:
-            # ``res`` may carry ``capped_at`` beyond the pooled fit's figures.
-            winners.append(dict(next(p for p in pool if p["theta"] is res["theta"]), **res))
+            winners.append(res)
     best = _simplest_near_best(winners, units) if winners else None
     incumbent = next((w for w in winners if w["smoothing"] == preferred), None)
     if incumbent is not None:
@@ -168,7 +166,7 @@ def _member(res: dict, smoothing: float, m: int, patterns: np.ndarray, first: in
 
 
 def _blocks(fit: dict) -> list:
-    """The pattern index blocks of a fit's θ, in θ's order (one per blend member)."""
+    """The pattern index blocks of a fit's θ, in θ's order (one per tile or blend member)."""
     if fit["groups"] is None:
         return [np.arange(fit["n_patterns"])]
     return [np.flatnonzero(fit["groups"] == g) for g in np.unique(fit["groups"])]
@@ -333,9 +331,7 @@ def warm_start(model: EPNet, data, train_m: np.ndarray, train_s: np.ndarray, eva
         groups = np.full(model.n_patterns, -1)
         groups[:n] = best["groups"]
     model.set_pattern_groups(groups)
-    block_of = [np.arange(n)] if groups is None else [
-        np.flatnonzero(groups == g) for g in np.unique(best["groups"])]
-    _set_linear_branch(model, best["theta"], block_of)
+    _set_linear_branch(model, best["theta"], _blocks(best))
     set_polynomial(model, best.get("poly"))
     return {"family": best["family"], "smoothing": best["smoothing"], "n_patterns": n,
             "polynomial": (best.get("poly") or {}).get("spec"), "blend": best.get("blend"),
