@@ -58,3 +58,19 @@ def test_the_noise_of_an_average_is_that_of_its_members_fits():
     sd = readout_sd(twice, units, torch.cat([theta, theta]) / 2, 0.0,
                     torch.cat([direction, direction]), [np.arange(p), np.arange(p, 2 * p)])
     assert abs(sd - one) < 1e-9 * one
+
+
+def test_a_tile_fit_from_the_last_counts_optimum_reaches_the_same_optimum():
+    from napari_dissipation.estimate.tiles import _boosted_fit
+
+    z, dz, _ = _bilinear_data(n=6000, m=6)
+    half = len(z) // 2
+    coords = (z[:half], dz[:half], z[half:], dz[half:])
+    small = [np.arange(0, 2), np.arange(3, 5)]  # two tiles of 3 patterns, 2 used
+    large = [np.arange(0, 3), np.arange(3, 6)]
+    first = _boosted_fit(coords, small)
+    starts = [padded_theta(th, 1, 1, 2, 3) for th in first["thetas"]]
+    plain = _boosted_fit(coords, large)
+    started = _boosted_fit(coords, large, starts)
+    assert torch.allclose(started["theta"], plain["theta"], atol=1e-6)
+    assert abs(started["val_objective"] - plain["val_objective"]) < 1e-9

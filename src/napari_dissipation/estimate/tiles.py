@@ -46,6 +46,7 @@ from .candidates import (
     count_limit,
     ladder_of,
     never,
+    padded_theta,
 )
 from .model import principal_patterns
 from .objective import ZERO_EP_OBJECTIVE, neep_objective, safe_exp_neg
@@ -66,9 +67,13 @@ TILE_MIN_SIZE = 24
 #: better held-out objective goes on.
 TILE_SMOOTHINGS = (1.5, 4.0)
 #: Patterns per tile in the scan (fewer when the scan windows cannot carry them), and the
-#: counts tried for the kept tiles.
+#: counts tried for the kept tiles.  Steps of 4 near the top: there the training windows
+#: bind, and each count's rate gains only a few per cent on the one before, so a coarse
+#: step stops the ladder where a finer one goes on (the filament network at dt 0.01 s
+#: stopped at 20 patterns per tile, -17% against the same transitions; 28 read -8%:
+#: docs/benchmarks.md).
 TILE_SCAN_PATTERNS = 8
-TILE_PATTERN_COUNTS = (2, 3, 4, 6, 8, 12, 16, 20, 24, 32)
+TILE_PATTERN_COUNTS = (2, 3, 4, 6, 8, 12, 16, 20, 24, 28, 32)
 #: Tiles whose joint fit the scan's pattern count must leave room for.
 TILE_SCAN_SET = 4
 #: Training windows of the scan and of the kept tiles' fits (at most; the fits also read
@@ -82,8 +87,9 @@ MAX_TILES = None
 MAX_TILE_PARAMS = 2200
 #: Pattern slots of the network for local patterns: this many per tile that fits side by
 #: side, at most MAX_LOCAL_SLOTS (each slot is a frame-sized pattern the network projects
-#: on; 96 slots of 512 x 512 px hold 100 MB).
-TILE_SLOTS_PER_TILE = 8
+#: on; 96 slots of 512 x 512 px hold 100 MB).  With the whole-frame slots, two kept tiles
+#: of a 64 px frame (4 side by side) can take 28 patterns each.
+TILE_SLOTS_PER_TILE = 10
 MAX_LOCAL_SLOTS = 96
 #: Training windows per parameter the kept tiles' pattern count needs at least (the scan,
 #: the selection and the number of tiles keep WINDOWS_PER_PARAM).  Fewer than for the
@@ -154,14 +160,17 @@ def _most_patterns(model, n_windows: int, cap: int) -> int:
                 if _n_params(model, m) * WINDOWS_PER_PARAM <= n_windows], default=0)
 
 
-def _offset_fit(f_fit: torch.Tensor, off_fit: torch.Tensor, max_steps: int = 20) -> torch.Tensor:
+def _offset_fit(f_fit: torch.Tensor, off_fit: torch.Tensor, max_steps: int = 20,
+                start: torch.Tensor | None = None) -> torch.Tensor:
     """θ maximising ``<s − exp(−s)> − lam |θ|² / 2`` with ``s = off + F θ`` (concave).
 
     ``f_fit`` (N, P) are one tile's features, ``off_fit`` (N,) the ΔS the tiles kept so far
     give each window: a tile is fitted on what they leave (as in boosting), so the cost
     of adding a tile does not grow with the number kept.  Newton's method with
-    backtracking; lam as in :func:`~.candidates._fit`.  Returns θ (P,), float64.
+    backtracking from ``start`` (P,) when it beats θ = 0 (the same optimum, fewer steps),
+    else from 0; lam as in :func:`~.candidates._fit`.  Returns θ (P,), float64.
     """
+    f32 = f_fit.float()
     f = f_fit.double()
     off = off_fit.double()
     n, p = f.shape
@@ -173,11 +182,16 @@ def _offset_fit(f_fit: torch.Tensor, off_fit: torch.Tensor, max_steps: int = 20)
 
     theta = torch.zeros(p, dtype=torch.float64)
     current = value(theta)
+    if start is not None and value(start.double()) > current:
+        theta = start.double()
+        current = value(theta)
     eye = torch.eye(p, dtype=torch.float64)
     for _ in range(max_steps):
         w = safe_exp_neg(off + f @ theta)
         grad = f.T @ (1.0 + w) / n - lam * theta
-        hess = (f * w[:, None]).T @ f / n + lam * eye
+        # The curvature only steers the step (the float64 gradient and the line search
+        # decide where it ends): single precision, as in readout.maximise_neep.
+        hess = ((f32 * w.float()[:, None]).T @ f32).double() / n + lam * eye
         step = torch.linalg.solve(hess, grad)
         t = 1.0
         while t > 1e-4 and value(theta + t * step) < current:
@@ -342,35 +356,47 @@ def _limit(model, m_top: int, n_t: int, slots: int, most: int, subsampled: bool)
                        MAX_TILE_PARAMS, subsampled)
 
 
-def _boosted_fit(coords: tuple, blocks: list) -> dict:
+def _boosted_fit(coords: tuple, blocks: list, starts: list | None = None) -> dict:
     """A fit of blocks one after the other, each on what the ones before it leave.
 
     As :func:`~.candidates._fit` returns (held-out objective and mean EP, significance,
     θ in the blocks' order, held-out EP per window), but at a cost of N p² per block of
     p parameters instead of N (Σ p)² for the joint fit: the cost grows with the number
     of tiles, not with its square.  Independent particles in separate tiles add their
-    EP, so the blocks hardly interact.
+    EP, so the blocks hardly interact.  ``starts``: where each block's Newton steps start
+    (:func:`_offset_fit`); the fit also returns each block's θ (``thetas``).
     """
     z_fit, dz_fit, z_ev, dz_ev = coords
     cur_fit = torch.zeros(len(z_fit), dtype=torch.float64)
     ep = torch.zeros(len(z_ev), dtype=torch.float64)
     thetas = []
-    for b in blocks:
+    for i, b in enumerate(blocks):
         f_fit = _features(z_fit[:, :, b], dz_fit[:, :, b])
-        theta = _offset_fit(f_fit, cur_fit)
+        theta = _offset_fit(f_fit, cur_fit, start=None if starts is None else starts[i])
         cur_fit += f_fit.double() @ theta
         ep += _features(z_ev[:, :, b], dz_ev[:, :, b]).double() @ theta
         thetas.append(theta)
     return {"val_objective": float(neep_objective(ep)), "val_mean_ep": float(ep.mean()),
-            "significant": _in_se(ep) > SIGNIFICANCE, "theta": torch.cat(thetas), "ep": ep}
+            "significant": _in_se(ep) > SIGNIFICANCE, "theta": torch.cat(thetas), "ep": ep,
+            "thetas": thetas}
 
 
 def _count_ladder(counts: list, m_top: int, n_t: int, coords: tuple, units,
                   tried: list, halt=never) -> tuple[int | None, dict | None]:
     """The pattern count of all kept tiles: :func:`_boosted_fit` for rising counts, the
     best by :func:`~.candidates._preferred` (:func:`~.candidates.ladder_of`)."""
+    z_fit, dz_fit = coords[:2]
+    last = {}
+
     def fit_of(m):
-        return _boosted_fit(coords, [np.arange(t * m_top, t * m_top + m) for t in range(n_t)])
+        # Each count starts from the last count's optimum, padded: fewer Newton steps.
+        starts = None if not last else [
+            padded_theta(th, dz_fit.shape[1], z_fit.shape[1], last["m"], m)
+            for th in last["thetas"]]
+        res = _boosted_fit(coords, [np.arange(t * m_top, t * m_top + m) for t in range(n_t)],
+                           starts)
+        last.update(m=m, thetas=res["thetas"])
+        return res
 
     return ladder_of(counts, fit_of, units, {"family": "tiles", "n_tiles": n_t}, tried, halt)
 
