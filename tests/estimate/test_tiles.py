@@ -30,7 +30,8 @@ def test_local_pattern_slots_grow_with_the_frame_and_leave_small_frames_alone():
     small = build_network(config, (20, 40))
     assert small.n_patterns == 16 and small.local_slots == 0
     field = build_network(config, (72, 72))
-    assert field.n_patterns == 16 + 72 and field.local_slots == 72
+    assert field.n_patterns == 16 + 9 * TILE_SLOTS_PER_TILE
+    assert field.local_slots == 9 * TILE_SLOTS_PER_TILE
 
 
 def test_a_model_file_from_before_the_local_slots_still_loads(tmp_path):
