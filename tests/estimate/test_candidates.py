@@ -82,10 +82,10 @@ def test_what_keeps_the_next_count_out():
 
 
 def test_slots_count_only_when_the_data_afford_the_next_count():
-    # Two 24-pattern tiles of two-frame windows: the next count, 32, needs 2 x 32 x 33 =
-    # 2112 parameters and 64 slots.  With 48 slots, more slots help only when the
+    # Two 28-pattern tiles of two-frame windows: the next count, 32, needs 2 x 32 x 33 =
+    # 2112 parameters and 64 slots.  With 56 slots, more slots help only when the
     # training windows afford those parameters.
     model = SimpleNamespace(frames_per_input=2)
-    assert _limit(model, 24, 2, slots=48, most=2200, subsampled=False) == "slots"
-    assert _limit(model, 24, 2, slots=48, most=1800, subsampled=False) == "data"
-    assert _limit(model, 24, 2, slots=64, most=1800, subsampled=False) == "data"
+    assert _limit(model, 28, 2, slots=56, most=2200, subsampled=False) == "slots"
+    assert _limit(model, 28, 2, slots=56, most=1800, subsampled=False) == "data"
+    assert _limit(model, 28, 2, slots=64, most=1800, subsampled=False) == "data"
