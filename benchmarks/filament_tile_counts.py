@@ -26,7 +26,6 @@ from napari_dissipation import EPEstimator, simulate
 from napari_dissipation.estimate import tiles
 from napari_dissipation.estimate.candidates import _features
 from napari_dissipation.estimate.data import MovieSet
-from napari_dissipation.estimate.model import principal_patterns
 from napari_dissipation.estimate.objective import neep_objective
 
 COUNTS = (2, 3, 4, 6, 8, 12, 16, 20, 24, 28, 32)
@@ -47,7 +46,6 @@ def refits(seen: dict, test: list, units, blurs, sides, dt: float, same: float) 
     ``project`` (:func:`~.tiles._count_ladder`, :func:`~.candidates._coordinates`)."""
     closure = inspect.getclosurevars(seen["coordinates"].func).nonlocals
     model, data, norm, device = (closure[k] for k in ("model", "data", "norm", "device"))
-    frames = closure["frames"]
     fit_w, ev_w = seen["windows"][-2:]
     test_data = MovieSet(test, frames_per_input=data.k)
     n_win = len(test[0]) - data.k + 1
@@ -58,13 +56,11 @@ def refits(seen: dict, test: list, units, blurs, sides, dt: float, same: float) 
         chosen = [(int(min(max(round(r + s / 2 - side / 2), 0), h - side)),
                    int(min(max(round(c + s / 2 - side / 2), 0), w - side)), side)
                   for r, c, s in seen["kept"]]
-        pats = [torch.as_tensor(principal_patterns(frames[:, r: r + s, c: c + s], m_top,
-                                                   blur)[0], dtype=torch.float32)
-                for r, c, s in chosen]
-        project = tiles._on_tiles(chosen, pats)
-        n = m_top * len(chosen)
-        fit_c, ev_c, test_c = (seen["project"](model, d, *win, norm, device, project, n)
-                               for d, win in ((data, fit_w), (data, ev_w), (test_data, te)))
+        # The estimator's own patterns and coordinates of these tiles at this blur; the
+        # test movies are not in its data, so they are projected here.
+        pats, (fit_c, ev_c) = seen["coordinates"].func(chosen, m_top, fit_w, ev_w, blur=blur)
+        test_c = seen["project"](model, test_data, *te, norm, device,
+                                 tiles._on_tiles(chosen, pats), m_top * len(chosen))
         coords = (*fit_c, *ev_c)
         m_kept, _ = seen["ladder"](list(COUNTS), m_top, len(chosen), coords, units, [])
         print(f"blur {blur} px, side {side} px: the ladder keeps {m_kept}")
